@@ -1,0 +1,173 @@
+"""The build: source -> stages -> shards -> collection -> indexes, streaming and resumable.
+
+Records are read lazily in a fixed order and processed one shard at a time; each finished shard
+is written atomically and recorded in the manifest. A killed build, run again with the same
+arguments, skips the records of finished shards and carries on; a finished one is left alone.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import collection as coll
+from .index import build_annoy
+from .models import load_captioner, load_encoder
+from .sources import load_image, open_source, select
+from .stages import Vocabulary, concat_columns, process_batch
+
+log = logging.getLogger("mosaic")
+
+DEFAULT_VOCAB = {"wikiart": "art", "wikiart-hub": "art", "driving": "driving"}
+
+
+@dataclass
+class BuildConfig:
+    """Everything that decides a collection's contents (a resumed build must match it)."""
+
+    source: str
+    path: str | None = None
+    limit: int | None = None
+    seed: int | None = None
+    model: str = "auto"
+    captioner: str = "auto"
+    vocab: str | None = None
+    shard_size: int = 256
+    batch_size: int = 32
+    max_pixels: int = 40_000_000
+    n_trees: int = 50
+    options: dict = field(default_factory=dict)
+
+    def identity(self) -> dict:
+        """The fields a resumed build must share with the one it resumes (not batching)."""
+        d = asdict(self)
+        d.pop("batch_size")
+        return d
+
+
+def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progress: bool = True) -> Path:
+    """Build (or resume, or leave alone when finished) the collection described by `config`."""
+    out = Path(out)
+    config.vocab = config.vocab or DEFAULT_VOCAB.get(config.source, "photos")
+    config.model = _resolved(config.model, "encoder")
+    config.captioner = _resolved(config.captioner, "captioner")
+    manifest = coll.read_manifest(out)
+    if manifest and overwrite:
+        shutil.rmtree(out)
+        manifest = None
+    if manifest and manifest["config"] != config.identity():
+        raise coll.CollectionError(
+            f"{out} was built with other settings ({_diff(manifest['config'], config.identity())}). "
+            "Use another output folder, or --overwrite to rebuild it.")
+    if manifest and manifest.get("complete"):
+        log.info("%s is already built (%d items); nothing to do.", out, manifest["counts"]["items"])
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = manifest or _new_manifest(out, config)
+
+    encoder = load_encoder(config.model)
+    captioner = None if config.captioner == "none" else load_captioner(config.captioner)
+    vocab = Vocabulary.load(config.vocab)
+    tag_emb = encoder.encode_texts(vocab.prompts)
+    manifest.update(dim=encoder.dim, vocabulary=vocab.names)
+
+    done = sum(s["records"] for s in manifest["shards"])
+    records = select(open_source(config.source, config.path, **config.options), config.limit, config.seed)
+    bar = tqdm(total=config.limit, initial=done, unit="img", desc=f"building {out.name}", disable=not progress)
+    started, built = time.perf_counter(), 0
+    for chunk in _chunks(itertools.islice(records, done, None), config.shard_size):
+        built += _write_shard(out, manifest, chunk, config, encoder, captioner, tag_emb)
+        bar.update(len(chunk))
+    if not manifest["shards"]:
+        raise coll.CollectionError(f"The source '{config.source}' {config.path or ''} yielded no records.")
+    bar.close()
+    elapsed = time.perf_counter() - started
+    _finish(out, manifest, config, tag_emb)
+    log.info("built %s: %d items in %.1fs this run (%.1f images/s)", out, manifest["counts"]["items"],
+             elapsed, built / elapsed if elapsed else 0.0)
+    return out
+
+
+def _resolved(spec: str, kind: str) -> str:
+    from .models import OFFLINE_CAPTIONER, OFFLINE_ENCODER, ONLINE_CAPTIONER, ONLINE_ENCODER, resolve
+
+    if spec == "none":
+        return spec
+    return resolve(spec, *((ONLINE_ENCODER, OFFLINE_ENCODER) if kind == "encoder" else (ONLINE_CAPTIONER, OFFLINE_CAPTIONER)))
+
+
+def _chunks(iterable, size: int):
+    chunk = []
+    for x in iterable:
+        chunk.append(x)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _diff(old: dict, new: dict) -> str:
+    return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new.get(k))
+
+
+def _new_manifest(out: Path, config: BuildConfig) -> dict:
+    manifest = {"schema_version": coll.SCHEMA_VERSION, "name": out.name, "config": config.identity(),
+                "models": {"encoder": config.model, "captioner": config.captioner},
+                "complete": False, "shards": [], "skipped": []}
+    coll.write_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def _write_shard(out: Path, manifest: dict, records: list, config: BuildConfig, encoder, captioner,
+                 tag_emb: np.ndarray) -> int:
+    """Decode, process and write one shard; returns the number of images it kept.
+
+    Images are decoded one batch at a time, so memory holds a batch of pixels, not a shard."""
+    items, parts, skipped = [], [], []
+    for batch in _chunks(records, config.batch_size):
+        images, texts = [], []
+        for r in batch:
+            try:
+                images.append(load_image(r.image, config.max_pixels))
+            except Exception as e:  # noqa: BLE001 - any unreadable image is skipped and reported
+                skipped.append({"id": r.id, "reason": f"{type(e).__name__}: {e}"[:300]})
+                continue
+            items.append({"id": r.id, **r.metadata})
+            texts.append(r.texts)
+        if images:
+            parts.append(process_batch(images, texts, encoder, captioner, tag_emb))
+    columns = concat_columns(parts, encoder.dim, len(tag_emb))
+    index = len(manifest["shards"])
+    coll.write_shard(out / "shards" / f"{index:05d}", items, columns)
+    manifest["shards"].append({"index": index, "records": len(records), "items": len(items)})
+    manifest["skipped"].extend(skipped)
+    for s in skipped:
+        log.warning("skipped %s: %s", s["id"], s["reason"])
+    coll.write_json(out / "manifest.json", manifest)
+    return len(items)
+
+
+def _finish(out: Path, manifest: dict, config: BuildConfig, tag_emb: np.ndarray) -> None:
+    shards = [out / "shards" / f"{s['index']:05d}" for s in manifest["shards"] if s["items"]]
+    if not shards:
+        raise coll.CollectionError(f"No readable images in the source; {len(manifest['skipped'])} skipped "
+                                   "(see manifest.json).")
+    coll.consolidate(out, shards)
+    np.save(out / "tag_emb.npy", tag_emb.astype(np.float32))
+    (out / "index").mkdir(exist_ok=True)
+    for name, array in (("image", "image_emb"), ("caption", "text_emb"), ("omni", "omni_emb")):
+        build_annoy(np.load(out / f"{array}.npy", mmap_mode="r"), out / "index" / f"{name}.ann", config.n_trees)
+    items = sum(s["items"] for s in manifest["shards"])
+    captions = np.load(out / "text_emb.npy", mmap_mode="r").shape[0]
+    files = sorted(p for p in out.rglob("*") if p.is_file() and "shards" not in p.parts and p.name != "manifest.json")
+    manifest.update(complete=True, counts={"items": items, "captions": captions, "skipped": len(manifest["skipped"])},
+                    dtype="float32", checksums={p.relative_to(out).as_posix(): coll.sha256(p) for p in files})
+    coll.write_json(out / "manifest.json", manifest)
+    shutil.rmtree(out / "shards")

@@ -1,0 +1,159 @@
+"""The `mosaic` command line: build, search, info."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .sources import SOURCES
+
+ARTIFACTS = Path(os.environ.get("MOSAIC_ARTIFACTS", "artifacts"))
+
+
+def _filters(pairs: list[str]) -> dict:
+    out = {}
+    for p in pairs or []:
+        key, sep, value = p.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: filter '{p}' should look like field=value (e.g. style=Romanticism)")
+        out[key] = value
+    return out
+
+
+def _weights(pairs: list[str]) -> dict:
+    out = {}
+    for p in pairs or []:
+        tag, sep, w = p.rpartition("=")
+        try:
+            out[tag] = float(w)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise SystemExit(f"error: tag weight '{p}' should look like category:tag=weight (e.g. mood:calm=1)")
+    return out
+
+
+def cmd_build(args) -> None:
+    from .build import BuildConfig, build
+
+    options = {k: v for k, v in (("images", args.images), ("split", args.split)) if v}
+    config = BuildConfig(source=args.source, path=args.path, limit=args.limit, seed=args.seed,
+                         model=args.model, captioner=args.captioner, vocab=args.vocab,
+                         shard_size=args.shard_size, batch_size=args.batch_size, options=options)
+    out = args.out or ARTIFACTS / (args.name or Path(args.path or args.source).name)
+    build(config, out, overwrite=args.overwrite, progress=not args.quiet)
+    print(out)
+
+
+def cmd_search(args) -> None:
+    from PIL import Image
+
+    from .search import SearchService
+
+    service = SearchService(_collection_path(args.collection), index=args.index, precision=args.precision)
+    filters, weights = _filters(args.filter), _weights(args.tag)
+    if args.image:
+        query = args.image if not Path(args.image).is_file() else _open_image(args.image)
+        hits = service.image_to_image(query, args.k, filters)
+    elif weights or args.mode == "omni":
+        hits = service.omni(args.text or "", args.k, filters, weights)
+    else:
+        hits = service.text_to_image(args.text or "", args.k, args.mode, filters)
+    if args.json:
+        print(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+        return
+    print(f"{'rank':>4}  {'score':>7}  {'id':<32} caption / why")
+    for rank, h in enumerate(hits, 1):
+        why = ", ".join(w["word"] for w in h.explanation.get("query_words", [])[:2])
+        tags = ", ".join(t["tag"] for t in h.explanation.get("tags", []))
+        print(f"{rank:>4}  {h.score:7.3f}  {h.id[:32]:<32} {h.caption}")
+        if why or tags:
+            print(f"{'':>47}why: {why}{' | ' if why and tags else ''}{tags}")
+
+
+def _open_image(path: str):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(path).convert("RGB")
+    except (UnidentifiedImageError, OSError) as e:
+        raise SystemExit(f"error: {path} is not a readable image ({e}).")
+
+
+def _collection_path(name: str) -> Path:
+    path = Path(name)
+    return path if path.exists() or path.is_absolute() else ARTIFACTS / name
+
+
+def cmd_info(args) -> None:
+    from .collection import Collection
+
+    c = Collection.load(_collection_path(args.collection))
+    m = c.manifest
+    print(json.dumps({"name": c.name, "models": m["models"], "dim": m["dim"], "counts": m["counts"],
+                      "filters": {k: v[:10] for k, v in c.filter_fields().items()},
+                      "tags": c.tag_names, "skipped": m["skipped"][:20]}, indent=2, ensure_ascii=False))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mosaic", description="Multimodal search over image collections.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="build (or resume) a collection from a source")
+    b.add_argument("source", choices=list(SOURCES), help="what kind of source to read")
+    b.add_argument("path", nargs="?", help="folder, file or Hub repo of the source")
+    b.add_argument("--images", help="images folder (captions and COCO sources)")
+    b.add_argument("--split", help="split (CIRR, COCO Karpathy, Hub datasets)")
+    b.add_argument("--name", help="collection name (default: the source folder's name)")
+    b.add_argument("--out", type=Path, help="output folder (default: artifacts/<name>)")
+    b.add_argument("--limit", type=int, help="read at most N records")
+    b.add_argument("--seed", type=int, help="with --limit: a seeded shuffle picks the records")
+    b.add_argument("--model", default="auto", help="dual encoder spec: auto, lite, open_clip:ViT-B-32/openai, hf:<repo>")
+    b.add_argument("--captioner", default="auto", help="captioner spec: auto, labels, blip:<repo>, none")
+    b.add_argument("--vocab", help="tag vocabulary: art, driving, photos or a JSON file")
+    b.add_argument("--shard-size", type=int, default=256)
+    b.add_argument("--batch-size", type=int, default=32)
+    b.add_argument("--overwrite", action="store_true", help="rebuild from scratch")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("search", help="search a collection")
+    s.add_argument("collection", help="collection folder or name under artifacts/")
+    s.add_argument("text", nargs="?", help="text query")
+    s.add_argument("--image", help="query image file, or the id of an item")
+    s.add_argument("--mode", default="both", choices=["image", "caption", "both", "omni"],
+                   help="text against image embeddings, captions, both, or omni (fused with tags)")
+    s.add_argument("--filter", action="append", metavar="FIELD=VALUE")
+    s.add_argument("--tag", action="append", metavar="CATEGORY:TAG=WEIGHT")
+    s.add_argument("-k", type=int, default=10)
+    s.add_argument("--index", default="auto", choices=["auto", "exact", "annoy"])
+    s.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "int4"])
+    s.add_argument("--json", action="store_true", help="print hits as JSON")
+    s.set_defaults(func=cmd_search)
+
+    i = sub.add_parser("info", help="describe a collection")
+    i.add_argument("collection")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `mosaic` command; user errors end with one clear line, no traceback."""
+    from .collection import CollectionError
+    from .hub import HubUnavailable
+    from .search import QueryError
+    from .sources import SourceError
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (CollectionError, HubUnavailable, QueryError, SourceError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""A collection on disk: a self-describing folder, written in shards, read memory-mapped.
+
+    artifacts/<name>/
+      manifest.json        models, dims, counts, vocabulary, skipped files, checksums
+      metadata.parquet     one row per item: id, caption (generated), source metadata
+      captions.parquet     one row per caption: item, text, kind (human|generated)
+      image_emb.npy        (items, dim) float32, L2-normalised
+      text_emb.npy         (captions, dim) float32, L2-normalised
+      omni_emb.npy         (items, dim): image + mean caption embedding, normalised
+      tags.npy             (items, tags) cosine of each image to each tag prompt
+      tag_emb.npy          (tags, dim) embeddings of the tag prompts
+      index/*.ann          Annoy indexes (image, caption, omni)
+
+While building, finished shards live in shards/NNNNN/ and are listed in the manifest; a shard
+becomes part of the collection only once it is completely on disk.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+SCHEMA_VERSION = 1
+ITEM_ARRAYS = ("image_emb", "tags")  # one row per item
+CAPTION_ARRAYS = ("text_emb",)  # one row per caption
+
+
+class CollectionError(ValueError):
+    """A collection is missing, unfinished or inconsistent; the message says what to do."""
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically: a reader (or a killed writer) never sees half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False))
+    os.replace(tmp, path)
+
+
+def read_manifest(path: Path) -> dict | None:
+    f = Path(path) / "manifest.json"
+    return json.loads(f.read_text()) if f.exists() else None
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_shard(folder: Path, items: list[dict], columns: dict) -> None:
+    """Write one shard atomically (to a temporary folder renamed into place)."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    rows = [{**item, "caption": gen} for item, gen in zip(items, columns["generated"])]
+    pq.write_table(pa.Table.from_pylist(rows), tmp / "metadata.parquet")
+    pq.write_table(pa.table({"item": columns["caption_item"], "text": columns["caption_text"],
+                             "kind": columns["caption_kind"]}), tmp / "captions.parquet")
+    for name in ITEM_ARRAYS + CAPTION_ARRAYS:
+        np.save(tmp / f"{name}.npy", columns[name])
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+def _concat_npy(files: list[Path], out: Path) -> np.ndarray:
+    """Concatenate .npy files into one, streaming through a memory map (memory stays flat)."""
+    arrays = [np.load(f, mmap_mode="r") for f in files]
+    rows = sum(a.shape[0] for a in arrays)
+    dst = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(rows, *arrays[0].shape[1:]))
+    at = 0
+    for a in arrays:
+        dst[at:at + len(a)] = a
+        at += len(a)
+    dst.flush()
+    return np.load(out, mmap_mode="r")
+
+
+def consolidate(root: Path, shard_dirs: list[Path], chunk: int = 65536) -> None:
+    """Merge finished shards into the collection's final files."""
+    meta = [pq.read_table(d / "metadata.parquet") for d in shard_dirs]
+    pq.write_table(pa.concat_tables(meta, promote_options="default"), root / "metadata.parquet")
+    caps, offset = [], 0
+    for d, m in zip(shard_dirs, meta):
+        t = pq.read_table(d / "captions.parquet")
+        caps.append(t.set_column(0, "item", pc.add(t["item"], offset)))
+        offset += m.num_rows
+    captions = pa.concat_tables(caps)
+    pq.write_table(captions, root / "captions.parquet")
+    arrays = {name: _concat_npy([d / f"{name}.npy" for d in shard_dirs], root / f"{name}.npy")
+              for name in ITEM_ARRAYS + CAPTION_ARRAYS}
+    # omni = image + mean of its captions' embeddings, normalised; summed chunk by chunk.
+    image, text = arrays["image_emb"], arrays["text_emb"]
+    owner = captions["item"].to_numpy()
+    omni = np.lib.format.open_memmap(root / "omni_emb.npy", mode="w+", dtype=np.float32, shape=image.shape)
+    omni[:] = image
+    counts = np.bincount(owner, minlength=len(image)).astype(np.float32)
+    for i in range(0, len(owner), chunk):
+        np.add.at(omni, owner[i:i + chunk], text[i:i + chunk] / counts[owner[i:i + chunk], None])
+    omni /= np.maximum(np.linalg.norm(omni, axis=1, keepdims=True), 1e-12)
+    omni.flush()
+
+
+@dataclass
+class Collection:
+    """A finished collection, loaded read-only (embeddings memory-mapped)."""
+
+    path: Path
+    manifest: dict
+    metadata: pa.Table
+    captions: pa.Table
+    image_emb: np.ndarray
+    text_emb: np.ndarray
+    omni_emb: np.ndarray
+    tags: np.ndarray
+    tag_emb: np.ndarray
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Collection":
+        path = Path(path)
+        manifest = read_manifest(path)
+        if manifest is None:
+            raise CollectionError(f"No collection at {path} (no manifest.json). Build one with `mosaic build`.")
+        if manifest.get("schema_version") != SCHEMA_VERSION:
+            raise CollectionError(f"{path} has schema version {manifest.get('schema_version')}, this "
+                                  f"Mosaic reads {SCHEMA_VERSION}. Rebuild it with `mosaic build --overwrite`.")
+        if not manifest.get("complete"):
+            raise CollectionError(f"{path} is not finished building. Run the same `mosaic build` again to resume it.")
+        npy = lambda name: np.load(path / f"{name}.npy", mmap_mode="r")  # noqa: E731
+        return cls(path, manifest, pq.read_table(path / "metadata.parquet"),
+                   pq.read_table(path / "captions.parquet"), npy("image_emb"), npy("text_emb"),
+                   npy("omni_emb"), np.asarray(npy("tags")), np.asarray(npy("tag_emb")))
+
+    @property
+    def name(self) -> str:
+        return self.manifest["name"]
+
+    @property
+    def tag_names(self) -> list[str]:
+        return self.manifest["vocabulary"]
+
+    def __len__(self) -> int:
+        return self.metadata.num_rows
+
+    def ids(self) -> list[str]:
+        return self.metadata["id"].to_pylist()
+
+    def item(self, row: int) -> dict:
+        """Metadata of one item (its generated caption under 'caption')."""
+        return self.metadata.slice(row, 1).to_pylist()[0]
+
+    def item_captions(self, row: int) -> list[str]:
+        return [self.captions["text"][int(i)].as_py() for i in np.flatnonzero(self.caption_items == row)]
+
+    @property
+    def caption_items(self) -> np.ndarray:
+        if not hasattr(self, "_caption_items"):
+            self._caption_items = self.captions["item"].to_numpy()
+        return self._caption_items
+
+    def filter_fields(self) -> dict[str, list]:
+        """Metadata fields usable as filters, with their values (fields with few distinct values)."""
+        out = {}
+        for name in self.metadata.column_names:
+            if name in ("id", "caption", "file", "title", "frame_index", "description"):
+                continue
+            values = pc.unique(self.metadata[name].drop_null()).to_pylist()
+            if 1 <= len(values) <= max(50, len(self) // 10):
+                out[name] = sorted(values, key=str)
+        return out
+
+    def filter_rows(self, filters: dict | None) -> np.ndarray | None:
+        """Rows matching every `field=value` filter (None when there are no filters).
+
+        Unknown fields or values raise CollectionError naming the valid ones."""
+        if not filters:
+            return None
+        mask = np.ones(len(self), bool)
+        for field, value in filters.items():
+            if field not in self.metadata.column_names:
+                raise CollectionError(f"Unknown filter '{field}'. This collection can be filtered by: "
+                                      f"{', '.join(self.filter_fields()) or 'nothing'}.")
+            column = np.asarray(self.metadata[field].to_pylist(), dtype=object)
+            hit = np.array([str(v) == str(value) for v in column])
+            if not hit.any():
+                values = sorted({str(v) for v in column if v is not None})
+                shown = ", ".join(values[:30]) + (" ..." if len(values) > 30 else "")
+                raise CollectionError(f"Unknown value '{value}' for filter '{field}'. Known values: {shown}.")
+            mask &= hit
+        return np.flatnonzero(mask)

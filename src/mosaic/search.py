@@ -1,0 +1,238 @@
+"""The search service: the one place that turns a query into ranked, explained hits.
+
+The app, the command line and the evaluation all call it; nothing else computes a score.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .collection import Collection, CollectionError
+from .index import AnnoyIndex, ExactIndex
+from .models import DualEncoder, load_encoder
+
+TARGETS = ("image", "caption", "both")
+STOPWORDS = set("a an the of on in at to with and or is are was were be its it this that his her their by for "
+                "from as into up down out over while some very".split())
+
+
+class QueryError(ValueError):
+    """A query the service cannot answer (empty, unreadable image, unknown filter...)."""
+
+
+@dataclass
+class Hit:
+    """One result: the item, its score, its metadata and why it matched."""
+
+    row: int
+    id: str
+    score: float
+    metadata: dict
+    caption: str = ""
+    explanation: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "score": round(self.score, 4), "caption": self.caption,
+                "metadata": self.metadata, "explanation": self.explanation}
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[\w'-]+", text.lower())
+
+
+class SearchService:
+    """Queries over one collection: image->image, text->image (images, captions or both), omni.
+
+    `index` picks the candidate index: "exact", "annoy", or "auto" (exact up to `exact_limit`
+    items, Annoy above). Filtered queries always search exactly over the filtered rows."""
+
+    def __init__(self, collection: Collection | str | Path, encoder: DualEncoder | None = None,
+                 index: str = "auto", precision: str = "fp32", exact_limit: int = 200_000):
+        self.collection = collection if isinstance(collection, Collection) else Collection.load(collection)
+        c = self.collection
+        self.encoder = encoder or load_encoder(c.manifest["models"]["encoder"])
+        if self.encoder.dim != c.image_emb.shape[1]:
+            raise CollectionError(f"{c.path} holds {c.image_emb.shape[1]}-d embeddings but the model "
+                                  f"{self.encoder.spec} makes {self.encoder.dim}-d ones.")
+        use_annoy = index == "annoy" or (index == "auto" and len(c) > exact_limit)
+        self.exact = {name: ExactIndex(getattr(c, f"{name}_emb"), precision) for name in ("image", "text", "omni")}
+        self.annoy = {name: AnnoyIndex(c.path / "index" / f"{file}.ann", c.image_emb.shape[1])
+                      for name, file in (("image", "image"), ("text", "caption"), ("omni", "omni"))} if use_annoy else {}
+        tags = c.tags
+        self.tag_z = (tags - tags.mean(0)) / np.maximum(tags.std(0), 1e-6)
+
+    # ---- queries -------------------------------------------------------------------------
+    def image_to_image(self, image: Image.Image | str | int, k: int = 10, filters: dict | None = None) -> list[Hit]:
+        """Items most similar to an image (a PIL image, or an item id / row of this collection)."""
+        q = self._image_query(image)
+        scores, rows = self._search("image", q, k, self.collection.filter_rows(filters))
+        hits = self._hits(rows, scores)
+        for h in hits:
+            h.explanation = {"mode": "image", "tags": self._shared_tags(q, h.row)}
+        return hits
+
+    def text_to_image(self, text: str, k: int = 10, target: str = "both", filters: dict | None = None) -> list[Hit]:
+        """Items matching a text, scored against image embeddings, captions, or the mean of both."""
+        if target not in TARGETS:
+            raise QueryError(f"Unknown target '{target}'. Use one of {', '.join(TARGETS)}.")
+        q = self._text_query(text)
+        rows_allowed = self.collection.filter_rows(filters)
+        if target == "image":
+            scores, rows = self._search("image", q, k, rows_allowed)
+            parts = {"image": scores}
+        else:
+            cand = self._candidates(q, k, target, rows_allowed)
+            parts = self._components(q, cand, with_image=target == "both")
+            total = parts["caption"] if target == "caption" else (parts["image"] + parts["caption"]) / 2
+            order = np.argsort(-total)[:k]
+            rows, scores = cand[order], total[order]
+            parts = {name: v[order] for name, v in parts.items()}
+        hits = self._hits(rows, scores)
+        self._explain(text, q, hits, parts, mode=target)
+        return hits
+
+    def omni(self, text: str = "", k: int = 10, filters: dict | None = None,
+             tag_weights: dict[str, float] | None = None) -> list[Hit]:
+        """Free text + filters + tag weights, fused: score = z(text match) + sum_t w_t * z(tag t).
+
+        Both parts are z-scored over the candidate items so a tag weight of 1 counts as much as
+        the text; text match is the mean of image and caption similarity."""
+        tag_weights = {t: float(w) for t, w in (tag_weights or {}).items() if w}
+        unknown = [t for t in tag_weights if t not in self.collection.tag_names]
+        if unknown:
+            raise QueryError(f"Unknown tag(s) {unknown}. Tags look like {self.collection.tag_names[:3]}.")
+        if not text.strip() and not tag_weights and not filters:
+            raise QueryError("Give a text, a filter or a tag weight.")
+        rows_allowed = self.collection.filter_rows(filters)
+        q = self._text_query(text) if text.strip() else None
+        if q is not None and rows_allowed is None and self.annoy:
+            cand = np.unique(self.annoy["omni"].search(q, max(k * 20, 1000))[1][0])
+        else:
+            cand = np.arange(len(self.collection)) if rows_allowed is None else rows_allowed
+        parts: dict[str, np.ndarray] = {}
+        total = np.zeros(len(cand), np.float32)
+        if q is not None:
+            comp = self._components(q, cand, with_image=True)
+            text_score = (comp["image"] + comp["caption"]) / 2
+            parts["text"] = _z(text_score)
+            total += parts["text"]
+        for tag, w in tag_weights.items():
+            col = self.collection.tag_names.index(tag)
+            parts[tag] = w * self.tag_z[cand, col]
+            total += parts[tag]
+        order = np.argsort(-total)[:k]
+        hits = self._hits(cand[order], total[order])
+        self._explain(text, q, hits, {n: v[order] for n, v in parts.items()}, mode="omni")
+        return hits
+
+    # ---- internals -----------------------------------------------------------------------
+    def _text_query(self, text: str) -> np.ndarray:
+        text = (text or "").strip()
+        if not text:
+            raise QueryError("The query is empty: type a few words describing the image you want.")
+        if len(text) > 1000:
+            raise QueryError(f"The query is {len(text)} characters long; keep it under 1000.")
+        return self.encoder.encode_texts([text])
+
+    def _image_query(self, image) -> np.ndarray:
+        c = self.collection
+        if isinstance(image, (int, np.integer)):
+            if not 0 <= image < len(c):
+                raise QueryError(f"Row {image} is outside this collection (0..{len(c) - 1}).")
+            return np.asarray(c.image_emb[[int(image)]])
+        if isinstance(image, str):
+            ids = c.ids()
+            if image not in ids:
+                raise QueryError(f"No item with id '{image}' in collection '{c.name}'.")
+            return np.asarray(c.image_emb[[ids.index(image)]])
+        if not isinstance(image, Image.Image):
+            raise QueryError("Give an image (or the id of an item) to search by image.")
+        return self.encoder.encode_images([image.convert("RGB")])
+
+    def _search(self, name: str, q: np.ndarray, k: int, rows_allowed: np.ndarray | None):
+        index = self.annoy.get(name) if rows_allowed is None else None
+        scores, rows = (index or self.exact[name]).search(q, k, None if index else rows_allowed)
+        return scores[0], rows[0]
+
+    def _candidates(self, q: np.ndarray, k: int, target: str, rows_allowed) -> np.ndarray:
+        """Items to rescore exactly: all (filtered or small collections) or Annoy's best."""
+        if rows_allowed is not None or not self.annoy:
+            return np.arange(len(self.collection)) if rows_allowed is None else rows_allowed
+        pool = max(k * 20, 1000)
+        found = [self.collection.caption_items[self.annoy["text"].search(q, pool)[1][0]]]
+        if target == "both":
+            found.append(self.annoy["image"].search(q, pool)[1][0])
+        return np.unique(np.concatenate(found))
+
+    def _components(self, q: np.ndarray, items: np.ndarray, with_image: bool) -> dict[str, np.ndarray]:
+        """Exact image and best-caption similarities of `items` to the query."""
+        c = self.collection
+        owners = c.caption_items
+        caption_rows = np.flatnonzero(np.isin(owners, items))
+        cap_scores = self.exact["text"].scores(q, caption_rows)[0]
+        best = np.full(len(c), -np.inf, np.float32)
+        np.maximum.at(best, owners[caption_rows], cap_scores)
+        parts = {"caption": np.where(np.isfinite(best[items]), best[items], 0.0).astype(np.float32)}
+        if with_image:
+            parts["image"] = self.exact["image"].scores(q, items)[0]
+        return parts
+
+    def _hits(self, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
+        c = self.collection
+        out = []
+        for row, score in zip(rows, scores):
+            meta = c.item(int(row))
+            caption = meta.pop("caption", "") or ""
+            out.append(Hit(int(row), meta.pop("id"), float(score), meta, caption))
+        return out
+
+    def _shared_tags(self, q: np.ndarray, row: int, n: int = 3) -> list[dict]:
+        """Tags that both the query and the hit lean towards (query tag score x hit tag z-score)."""
+        c = self.collection
+        q_tags = (q @ c.tag_emb.T)[0]
+        q_z = (q_tags - q_tags.mean()) / max(q_tags.std(), 1e-6)
+        contrib = np.maximum(q_z, 0) * np.maximum(self.tag_z[row], 0)
+        top = [int(i) for i in np.argsort(-contrib)[:n] if contrib[i] > 0]
+        return [{"tag": c.tag_names[i], "score": round(float(contrib[i]), 3)} for i in top]
+
+    def _explain(self, text: str, q: np.ndarray | None, hits: list[Hit], parts: dict, mode: str) -> None:
+        """Attach to every hit: its score broken down, the query words that mattered most
+        (leave-one-out: how much the score drops without each word), the caption words closest
+        to the query, and the tags shared by query and hit."""
+        for i, h in enumerate(hits):
+            h.explanation = {"mode": mode, "parts": {n: round(float(v[i]), 4) for n, v in parts.items()}}
+        if q is None or not hits:
+            return
+        c = self.collection
+        allwords = words(text)
+        qwords = [w for w in allwords if w not in STOPWORDS] or allwords
+        drop = {}
+        if len(allwords) > 1:
+            variants = [" ".join(x for x in allwords if x != w) for w in qwords]
+            emb = self.encoder.encode_texts(variants)
+            for h in hits:
+                target = c.image_emb[h.row] if mode == "image" else c.omni_emb[h.row]
+                full = float(q[0] @ target)
+                drop[h.row] = full - emb @ target
+        captions = {h.row: c.item_captions(h.row) for h in hits}
+        vocab = sorted({w for caps in captions.values() for t in caps for w in words(t)} - STOPWORDS)
+        wsim = dict(zip(vocab, (self.encoder.encode_texts(vocab) @ q[0]) if vocab else []))
+        for h in hits:
+            e = h.explanation
+            if h.row in drop:
+                e["query_words"] = sorted(({"word": w, "contribution": round(float(d), 4)}
+                                           for w, d in zip(qwords, drop[h.row])),
+                                          key=lambda x: -x["contribution"])
+            cap_words = {w for t in captions[h.row] for w in words(t)} - STOPWORDS
+            e["caption_words"] = [{"word": w, "similarity": round(float(wsim[w]), 3)}
+                                  for w in sorted(cap_words, key=lambda w: -wsim[w])[:5]]
+            e["tags"] = self._shared_tags(q, h.row)
+            e["captions"] = captions[h.row]
+
+
+def _z(x: np.ndarray) -> np.ndarray:
+    return ((x - x.mean()) / max(float(x.std()), 1e-6)).astype(np.float32)

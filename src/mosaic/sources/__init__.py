@@ -1,0 +1,263 @@
+"""Sources: lazy, deterministic streams of `Record`s.
+
+Every source is a function returning an iterator of records in a fixed order; `select` applies
+`--limit/--seed` the same way for all of them, so a build reading the same arguments sees the
+same records every time (which is what makes resuming a build safe).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from PIL import Image
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+class SourceError(ValueError):
+    """A source cannot be read; the message says what to fix."""
+
+
+@dataclass
+class Record:
+    """One item of a collection: an image (loaded lazily), its texts and its metadata."""
+
+    id: str
+    image: str | Path | Image.Image | bytes  # a path, raw bytes or an already-decoded image
+    texts: list[str] = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)
+
+
+def select(records: Iterable[Record], limit: int | None = None, seed: int | None = None,
+           buffer: int = 1000) -> Iterator[Record]:
+    """The first `limit` records; with a seed, of a seeded shuffle, the same every run.
+
+    The shuffle streams through a buffer of `buffer` records (as `datasets` does for streamed
+    datasets), so the whole source is never held in memory.
+    """
+    stream = iter(records) if seed is None else _shuffled(records, random.Random(seed), buffer)
+    for i, record in enumerate(stream):
+        if limit is not None and i >= limit:
+            return
+        yield record
+
+
+def _shuffled(records: Iterable[Record], rng: random.Random, size: int) -> Iterator[Record]:
+    buf: list[Record] = []
+    for record in records:
+        if len(buf) < size:
+            buf.append(record)
+            continue
+        i = rng.randrange(size)
+        yield buf[i]
+        buf[i] = record
+    rng.shuffle(buf)
+    yield from buf
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise SourceError(f"{what} not found: {path}. Check the path (or the MOSAIC_DATA variable).")
+    return path
+
+
+def image_folder(path: str | Path) -> Iterator[Record]:
+    """Every image under a folder (recursively, sorted); the id is the relative path."""
+    root = _require(Path(path), "image folder")
+    for p in sorted(root.rglob("*")):
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+            rel = p.relative_to(root).as_posix()
+            yield Record(id=rel, image=p, metadata={"file": rel})
+
+
+def captions_csv(path: str | Path, images: str | Path | None = None) -> Iterator[Record]:
+    """A Flickr8k-style `image,caption` CSV (several rows per image) next to an images folder."""
+    path = _require(Path(path), "captions file")
+    if path.is_dir():
+        path = _require(path / "captions.txt", "captions file")
+    images = Path(images) if images else path.parent / "images"
+    _require(images, "images folder")
+    captions: dict[str, list[str]] = defaultdict(list)
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = {"image", "caption"} - set(reader.fieldnames or [])
+        if missing:
+            raise SourceError(f"{path} lacks the column(s) {sorted(missing)}; expected 'image,caption'.")
+        for row in reader:
+            captions[row["image"]].append(row["caption"].strip())
+    for name in sorted(captions):
+        yield Record(id=name, image=images / name, texts=captions[name], metadata={"file": name})
+
+
+def coco_json(path: str | Path, images: str | Path | None = None, split: str | None = None) -> Iterator[Record]:
+    """COCO captions: the official `captions_*.json` or Karpathy's `dataset_coco.json`."""
+    path = _require(Path(path), "COCO annotations")
+    root = Path(images) if images else path.parent
+    data = json.loads(path.read_text())
+    if "annotations" in data:  # official format
+        caps: dict[int, list[str]] = defaultdict(list)
+        for a in data["annotations"]:
+            caps[a["image_id"]].append(a["caption"].strip())
+        for im in sorted(data["images"], key=lambda im: im["id"]):
+            yield Record(id=str(im["id"]), image=root / im["file_name"], texts=caps[im["id"]],
+                         metadata={"file": im["file_name"]})
+    else:  # Karpathy split format
+        for im in data["images"]:
+            if split and im.get("split") != split:
+                continue
+            rel = Path(im.get("filepath", "")) / im["filename"]
+            yield Record(id=str(im.get("cocoid", im["filename"])), image=root / rel,
+                         texts=[s["raw"].strip() for s in im["sentences"]],
+                         metadata={"file": rel.as_posix(), "split": im.get("split", "")})
+
+
+def wikiart_csv(path: str | Path) -> Iterator[Record]:
+    """WikiArt as `metadata.csv` (file,artist,style,genre,title) plus an `images/` folder."""
+    root = _require(Path(path), "WikiArt folder")
+    meta = _require(root / "metadata.csv", "WikiArt metadata.csv")
+    with open(meta, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = {"file", "artist", "style", "genre"} - set(reader.fieldnames or [])
+        if missing:
+            raise SourceError(f"{meta} lacks the column(s) {sorted(missing)}.")
+        for row in reader:
+            title = row.get("title", "").strip()
+            yield Record(id=row["file"], image=root / "images" / row["file"],
+                         texts=[f"{title} by {row['artist']}"] if title else [],
+                         metadata={k: row.get(k, "").strip() for k in ("artist", "style", "genre", "title")})
+
+
+def hub_dataset(repo: str, split: str = "train", image_column: str = "image",
+                text_column: str | None = None) -> Iterator[Record]:
+    """A Hugging Face dataset read with `streaming=True`; class-label columns become their names."""
+    from .. import hub
+
+    ds = hub.load_streaming(repo, split)
+    features = ds.features or {}
+    if image_column not in features:
+        raise SourceError(f"{repo} has no column '{image_column}' (it has {sorted(features)}).")
+    names = {k: f.names for k, f in features.items() if hasattr(f, "names")}
+    for i, row in enumerate(ds):
+        meta = {}
+        for k, v in row.items():
+            if k in (image_column, text_column):
+                continue
+            if k in names and isinstance(v, int):
+                v = names[k][v]
+            if isinstance(v, (str, int, float, bool)):
+                meta[k] = v
+        texts = row.get(text_column) if text_column else []
+        texts = [texts] if isinstance(texts, str) else list(texts or [])
+        yield Record(id=f"{i:08d}", image=row[image_column], texts=texts, metadata=meta)
+
+
+def wikiart_hub(repo: str = "huggan/wikiart", split: str = "train") -> Iterator[Record]:
+    """WikiArt streamed from the Hub, with artist/style/genre as names."""
+    return hub_dataset(repo, split)
+
+
+def driving(path: str | Path) -> Iterator[Record]:
+    """Driving scenes: a nuScenes v1.0 dataroot, or folders of ordered frames (one folder a scene)."""
+    root = _require(Path(path), "driving data")
+    tables = sorted(root.glob("v1.0-*/scene.json"))
+    if tables:
+        yield from _nuscenes(root, tables[0].parent)
+        return
+    folders = sorted({p.parent for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES})
+    if not folders:
+        raise SourceError(f"No frames found under {root}.")
+    for folder in folders:
+        scene = folder.relative_to(root).as_posix() if folder != root else root.name
+        frames = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        for i, p in enumerate(frames):
+            yield Record(id=f"{scene}/{i:04d}", image=p,
+                         metadata={"scene": scene, "frame_index": i, "file": p.name})
+
+
+def _nuscenes(root: Path, tables: Path) -> Iterator[Record]:
+    """Front-camera key frames of each nuScenes scene, with its description, weather and time of day."""
+    load = lambda name: json.loads((tables / f"{name}.json").read_text())  # noqa: E731
+    samples = {s["token"]: s for s in load("sample")}
+    front = {d["sample_token"]: d for d in load("sample_data")
+             if d.get("is_key_frame") and d["filename"].startswith("samples/CAM_FRONT/")}
+    for scene in sorted(load("scene"), key=lambda s: s["name"]):
+        desc = scene.get("description", "")
+        low = desc.lower()
+        meta = {"scene": scene["name"], "description": desc,
+                "weather": "rain" if "rain" in low else "dry",
+                "time_of_day": "night" if "night" in low else "day"}
+        token, i = scene["first_sample_token"], 0
+        while token:
+            if token in front:
+                yield Record(id=f"{scene['name']}/{i:04d}", image=root / front[token]["filename"],
+                             texts=[desc] if desc else [], metadata={**meta, "frame_index": i})
+                i += 1
+            token = samples[token]["next"]
+
+
+def cirr(path: str | Path, split: str = "val") -> Iterator[Record]:
+    """CIRR images of one split (release layout: image_splits/, captions/, images)."""
+    root = _require(Path(path), "CIRR folder")
+    split_file = _require(root / "image_splits" / f"split.rc2.{split}.json", "CIRR split file")
+    for name, rel in sorted(json.loads(split_file.read_text()).items()):
+        for candidate in (root / rel, root / "images" / f"{name}.png", root / "images" / Path(rel).name):
+            if candidate.exists():
+                yield Record(id=name, image=candidate, metadata={"split": split})
+                break
+
+
+SAMPLES_FILE = Path(__file__).with_name("skimage_photos.json")
+
+
+def skimage_photos() -> Iterator[Record]:
+    """scikit-image's bundled photos, with a written description each: the default collection."""
+    import numpy as np
+    from skimage import data
+
+    for item in json.loads(SAMPLES_FILE.read_text()):
+        pixels = np.asarray(getattr(data, item["name"])())
+        if pixels.dtype == bool:  # the horse silhouette
+            pixels = pixels.astype(np.uint8) * 255
+        yield Record(id=item["name"], image=Image.fromarray(pixels), texts=[item["description"]],
+                     metadata={"name": item["name"], "kind": item["kind"]})
+
+
+SOURCES: dict[str, Callable[..., Iterator[Record]]] = {
+    "folder": image_folder,
+    "captions": captions_csv,
+    "coco": coco_json,
+    "wikiart": wikiart_csv,
+    "wikiart-hub": wikiart_hub,
+    "hub": hub_dataset,
+    "driving": driving,
+    "cirr": cirr,
+    "skimage": skimage_photos,
+}
+
+
+def open_source(kind: str, path: str | None = None, **options) -> Iterator[Record]:
+    """Records from a source named by kind ('captions', 'wikiart', ...) and its path or repo."""
+    if kind not in SOURCES:
+        raise SourceError(f"Unknown source '{kind}'. Choose one of: {', '.join(SOURCES)}.")
+    args = [path] if path else []
+    return SOURCES[kind](*args, **{k: v for k, v in options.items() if v is not None})
+
+
+def load_image(image: str | Path | Image.Image | bytes | dict, max_pixels: int) -> Image.Image:
+    """Decode a record's image to RGB, refusing anything above `max_pixels` before decoding it."""
+    if isinstance(image, dict):  # datasets' Image feature without decoding
+        image = image.get("bytes") or image["path"]
+    if isinstance(image, Image.Image):
+        im = image
+    else:
+        im = Image.open(io.BytesIO(image) if isinstance(image, bytes) else os.fspath(image))
+    if im.width * im.height > max_pixels:
+        raise ValueError(f"image too large ({im.width}x{im.height} > {max_pixels} pixels)")
+    return im.convert("RGB")
