@@ -68,6 +68,12 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progres
     if manifest and manifest.get("complete"):
         log.info("%s is already built (%d items); nothing to do.", out, manifest["counts"]["items"])
         return out
+    records = iter(select(open_source(config.source, config.path, **config.options), config.limit, config.seed))
+    first = next(records, None)  # a missing path or an offline Hub fails here, before models load
+    if first is None:
+        raise coll.CollectionError(f"The source '{config.source}' {config.path or ''} yielded no records.")
+    records = itertools.chain([first], records)
+
     out.mkdir(parents=True, exist_ok=True)
     manifest = manifest or _new_manifest(out, config)
 
@@ -78,19 +84,16 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progres
     manifest.update(dim=encoder.dim, vocabulary=vocab.names)
 
     done = sum(s["records"] for s in manifest["shards"])
-    records = select(open_source(config.source, config.path, **config.options), config.limit, config.seed)
     bar = tqdm(total=config.limit, initial=done, unit="img", desc=f"building {out.name}", disable=not progress)
     started, built = time.perf_counter(), 0
     for chunk in _chunks(itertools.islice(records, done, None), config.shard_size):
         built += _write_shard(out, manifest, chunk, config, encoder, captioner, tag_emb)
         bar.update(len(chunk))
-    if not manifest["shards"]:
-        raise coll.CollectionError(f"The source '{config.source}' {config.path or ''} yielded no records.")
     bar.close()
     elapsed = time.perf_counter() - started
     _finish(out, manifest, config, tag_emb)
-    log.info("built %s: %d items in %.1fs this run (%.1f images/s)", out, manifest["counts"]["items"],
-             elapsed, built / elapsed if elapsed else 0.0)
+    log.info("built %s: %d items (%d new this run, %.1f images/s)", out, manifest["counts"]["items"],
+             built, built / elapsed if elapsed else 0.0)
     return out
 
 

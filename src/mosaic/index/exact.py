@@ -67,7 +67,7 @@ class ExactIndex:
     @torch.inference_mode()
     def scores(self, queries: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Cosine scores of every query against every vector (or only `rows`): (queries, n)."""
-        q = torch.as_tensor(np.asarray(queries, np.float32), device=self.device).to(self.compute_dtype)
+        q = torch.tensor(np.asarray(queries, np.float32), device=self.device).to(self.compute_dtype)
         selected = None if rows is None else torch.as_tensor(rows, device=self.device)
         n = len(self) if rows is None else len(rows)
         parts = []

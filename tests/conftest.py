@@ -1,0 +1,50 @@
+"""Shared fixtures: the sample data in ../shared/data (or $MOSAIC_DATA) and collections built
+from it once per test session with the real offline models."""
+import os
+from pathlib import Path
+
+import pytest
+
+# The test machines cannot reach the Hugging Face Hub: say so up front instead of timing out.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("MOSAIC_DATA", ROOT.parent / "shared" / "data"))
+
+
+def data_dir(name: str) -> Path:
+    path = DATA / name
+    if not path.exists():
+        pytest.skip(f"sample data {path} not found: set MOSAIC_DATA to the folder holding {name}/")
+    return path
+
+
+@pytest.fixture(scope="session")
+def flickr_dir() -> Path:
+    return data_dir("flickr8k-1k")
+
+
+@pytest.fixture(scope="session")
+def wikiart_dir() -> Path:
+    return data_dir("wikiart-30")
+
+
+@pytest.fixture(scope="session")
+def flickr(tmp_path_factory, flickr_dir):
+    """The first 300 Flickr8k images (1,500 human captions), built with lite + labels."""
+    from mosaic.build import BuildConfig, build
+    from mosaic.search import SearchService
+
+    out = build(BuildConfig("captions", str(flickr_dir), limit=300, model="lite", captioner="labels",
+                            shard_size=128), tmp_path_factory.mktemp("c") / "flickr", progress=False)
+    return SearchService(out)
+
+
+@pytest.fixture(scope="session")
+def wikiart(tmp_path_factory, wikiart_dir):
+    from mosaic.build import BuildConfig, build
+    from mosaic.search import SearchService
+
+    out = build(BuildConfig("wikiart", str(wikiart_dir), model="lite", captioner="labels"),
+                tmp_path_factory.mktemp("c") / "wikiart", progress=False)
+    return SearchService(out)

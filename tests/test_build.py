@@ -1,0 +1,118 @@
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from mosaic.build import BuildConfig, build
+from mosaic.collection import Collection, CollectionError, sha256
+
+pytestmark = pytest.mark.slow
+
+
+def flickr_config(flickr_dir, limit):
+    return BuildConfig("captions", str(flickr_dir), limit=limit, model="lite", captioner="labels", shard_size=32)
+
+
+def test_flickr_collection_is_complete_and_self_describing(flickr):
+    c = flickr.collection
+    m = c.manifest
+    assert m["complete"] and m["counts"] == {"items": 300, "captions": 1800, "skipped": 0}
+    assert m["models"] == {"encoder": "lite", "captioner": "labels"} and m["dim"] == 384
+    assert c.image_emb.shape == (300, 384) and c.text_emb.shape == (1800, 384) and c.omni_emb.shape == (300, 384)
+    np.testing.assert_allclose(np.linalg.norm(c.image_emb, axis=1), 1, atol=1e-5)
+    kinds = c.captions["kind"].to_pylist()
+    assert kinds.count("human") == 1500 and kinds.count("generated") == 300
+    assert c.item(0)["caption"].startswith("a photo of")
+    assert c.tags.shape == (300, len(c.tag_names)) and "objects:dog" in c.tag_names
+    for name, digest in m["checksums"].items():
+        assert sha256(c.path / name) == digest
+    assert not (c.path / "shards").exists()
+
+
+def test_rebuilding_with_the_same_arguments_does_nothing(flickr, flickr_dir):
+    path = flickr.collection.path
+    before = {p: p.stat().st_mtime_ns for p in path.rglob("*")}
+    build(BuildConfig("captions", str(flickr_dir), limit=300, model="lite", captioner="labels", shard_size=128),
+          path, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in path.rglob("*")} == before
+
+
+def test_other_settings_on_an_existing_collection_are_refused(flickr, flickr_dir):
+    with pytest.raises(CollectionError, match="limit: 300 -> 10"):
+        build(BuildConfig("captions", str(flickr_dir), limit=10, model="lite", captioner="labels", shard_size=128),
+              flickr.collection.path, progress=False)
+
+
+def test_killed_build_resumes_to_the_same_collection(tmp_path, flickr_dir, caplog):
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "mosaic", "build", "captions", str(flickr_dir), "--limit", "160",
+           "--shard-size", "32", "--model", "lite", "--captioner", "labels", "--out", str(killed), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            manifest = killed / "manifest.json"
+            if manifest.exists() and len(json.loads(manifest.read_text())["shards"]) >= 2:
+                break
+            assert proc.poll() is None, "the build ended before it could be killed"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    done = json.loads((killed / "manifest.json").read_text())
+    assert not done["complete"] and 2 <= len(done["shards"]) < 5
+    with caplog.at_level(logging.INFO, logger="mosaic"):
+        build(flickr_config(flickr_dir, 160), killed, progress=False)
+    # only the records of unfinished shards were processed again
+    assert f"({160 - 32 * len(done['shards'])} new this run" in caplog.text
+    straight = build(flickr_config(flickr_dir, 160), tmp_path / "straight", progress=False)
+    a, b = Collection.load(killed), Collection.load(straight)
+    assert a.ids() == b.ids() and len(a) == 160  # no duplicates, nothing missing
+    assert a.captions.equals(b.captions) and a.metadata.equals(b.metadata)
+    for name in ("image_emb", "text_emb", "omni_emb", "tags"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), atol=1e-5)
+    assert a.manifest["shards"] == b.manifest["shards"]
+    assert [s["records"] for s in a.manifest["shards"]] == [32] * 5
+
+
+def test_corrupt_huge_and_wrong_files_are_skipped_and_reported(tmp_path, flickr_dir):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    good = sorted((flickr_dir / "images").glob("*.jpg"))[:3]
+    for p in good:
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "truncated.jpg").write_bytes(good[0].read_bytes()[:2000])
+    (folder / "notes.jpg").write_text("this is not an image")
+    Image.new("L", (9000, 9000)).save(folder / "huge.png")  # 81 megapixels, a small file
+    out = build(BuildConfig("folder", str(folder), model="lite", captioner="labels"), tmp_path / "c", progress=False)
+    c = Collection.load(out)
+    assert sorted(c.ids()) == sorted(p.name for p in good)
+    skipped = {s["id"]: s["reason"] for s in c.manifest["skipped"]}
+    assert set(skipped) == {"truncated.jpg", "notes.jpg", "huge.png"}
+    assert "too large" in skipped["huge.png"]
+    assert c.manifest["counts"]["skipped"] == 3
+
+
+def test_a_source_with_nothing_readable_is_an_error_not_an_empty_collection(tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "x.jpg").write_text("nope")
+    with pytest.raises(CollectionError, match="No readable images"):
+        build(BuildConfig("folder", str(folder), model="lite", captioner="labels"), tmp_path / "c", progress=False)
+    with pytest.raises(CollectionError, match="not finished"):
+        Collection.load(tmp_path / "c")
+
+
+def test_wikiart_collection_keeps_its_metadata(wikiart):
+    c = wikiart.collection
+    assert len(c) == 30 and "style" in c.filter_fields()
+    assert pq.read_table(c.path / "metadata.parquet").column_names[:5] == ["id", "artist", "style", "genre", "title"]
+    assert any(t.startswith("style:") for t in c.tag_names)  # the art vocabulary
