@@ -116,3 +116,13 @@ def test_wikiart_collection_keeps_its_metadata(wikiart):
     assert len(c) == 30 and "style" in c.filter_fields()
     assert pq.read_table(c.path / "metadata.parquet").column_names[:5] == ["id", "artist", "style", "genre", "title"]
     assert any(t.startswith("style:") for t in c.tag_names)  # the art vocabulary
+
+
+def test_embedded_default_builds_offline_and_answers(tmp_path):
+    from mosaic.search import SearchService
+
+    out = build(BuildConfig("skimage"), tmp_path / "skimage", progress=False)  # auto models
+    service = SearchService(out)
+    assert service.collection.manifest["models"] == {"encoder": "lite", "captioner": "labels"}
+    assert service.text_to_image("a cat with green eyes", k=1)[0].id == "chelsea"
+    assert service.image_to_image("rocket", k=1)[0].id == "rocket"

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from . import collection as coll
 from .index import build_annoy
-from .models import load_captioner, load_encoder
+from .models import load_captioner, load_encoder, resolve_captioner, resolve_encoder
 from .sources import load_image, open_source, select
 from .stages import Vocabulary, concat_columns, process_batch
 
@@ -55,8 +55,8 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progres
     """Build (or resume, or leave alone when finished) the collection described by `config`."""
     out = Path(out)
     config.vocab = config.vocab or DEFAULT_VOCAB.get(config.source, "photos")
-    config.model = _resolved(config.model, "encoder")
-    config.captioner = _resolved(config.captioner, "captioner")
+    config.model = resolve_encoder(config.model)
+    config.captioner = resolve_captioner(config.captioner)
     manifest = coll.read_manifest(out)
     if manifest and overwrite:
         shutil.rmtree(out)
@@ -95,14 +95,6 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progres
     log.info("built %s: %d items (%d new this run, %.1f images/s)", out, manifest["counts"]["items"],
              built, built / elapsed if elapsed else 0.0)
     return out
-
-
-def _resolved(spec: str, kind: str) -> str:
-    from .models import OFFLINE_CAPTIONER, OFFLINE_ENCODER, ONLINE_CAPTIONER, ONLINE_ENCODER, resolve
-
-    if spec == "none":
-        return spec
-    return resolve(spec, *((ONLINE_ENCODER, OFFLINE_ENCODER) if kind == "encoder" else (ONLINE_CAPTIONER, OFFLINE_CAPTIONER)))
 
 
 def _chunks(iterable, size: int):

@@ -1,4 +1,4 @@
-"""The `mosaic` command line: build, search, info."""
+"""The `mosaic` command line: build, search, eval, info."""
 from __future__ import annotations
 
 import argparse
@@ -98,6 +98,17 @@ def cmd_info(args) -> None:
                       "tags": c.tag_names, "skipped": m["skipped"][:20]}, indent=2, ensure_ascii=False))
 
 
+def cmd_eval(args) -> None:
+    from .evaluate import text_to_image_recall
+    from .search import SearchService
+
+    result = text_to_image_recall(SearchService(_collection_path(args.collection), index="exact"))
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mosaic", description="Multimodal search over image collections.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -133,6 +144,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "int4"])
     s.add_argument("--json", action="store_true", help="print hits as JSON")
     s.set_defaults(func=cmd_search)
+
+    e = sub.add_parser("eval", help="measure retrieval quality")
+    e_sub = e.add_subparsers(dest="what", required=True)
+    r = e_sub.add_parser("retrieval", help="text->image Recall@1/5/10 and MRR, human captions as queries")
+    r.add_argument("collection")
+    r.add_argument("--json", type=Path, help="also write the result to this file")
+    r.set_defaults(func=cmd_eval)
 
     i = sub.add_parser("info", help="describe a collection")
     i.add_argument("collection")

@@ -68,20 +68,29 @@ def resolve(spec: str, online: str, offline: str) -> str:
         return spec
     repo = _hub_repo(online)
     if repo and hub.cached(repo):
-        log.info("model %s: using %s (found in the local cache)", "auto", online)
+        log.info("model auto: using %s (found in the local cache)", online)
         return online
     if hub.reachable():
-        log.info("model %s: using %s (the Hugging Face Hub is reachable)", "auto", online)
+        log.info("model auto: using %s (the Hugging Face Hub is reachable)", online)
         return online
     why = "HF_HUB_OFFLINE is set" if hub.offline() else "the Hub is unreachable and it is not cached"
     log.info("model auto: using offline %s instead of %s (%s)", offline, online, why)
     return offline
 
 
+def resolve_encoder(spec: str) -> str:
+    return resolve(spec, ONLINE_ENCODER, OFFLINE_ENCODER)
+
+
+def resolve_captioner(spec: str) -> str:
+    """Like resolve_encoder; `none` means no generated captions."""
+    return spec if spec == "none" else resolve(spec, ONLINE_CAPTIONER, OFFLINE_CAPTIONER)
+
+
 @functools.lru_cache(maxsize=8)
 def load_encoder(spec: str = "auto", device: str | None = None) -> DualEncoder:
     """The dual encoder named by `spec` (loaded once per process)."""
-    spec = resolve(spec, ONLINE_ENCODER, OFFLINE_ENCODER)
+    spec = resolve_encoder(spec)
     kind, _, name = spec.partition(":")
     if kind == "lite":
         from .lite import LiteEncoder
@@ -101,7 +110,7 @@ def load_encoder(spec: str = "auto", device: str | None = None) -> DualEncoder:
 @functools.lru_cache(maxsize=4)
 def load_captioner(spec: str = "auto", device: str | None = None) -> Captioner:
     """The captioner named by `spec` (loaded once per process)."""
-    spec = resolve(spec, ONLINE_CAPTIONER, OFFLINE_CAPTIONER)
+    spec = resolve_captioner(spec)
     kind, _, name = spec.partition(":")
     if kind == "labels":
         from .lite import LabelCaptioner

