@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -161,11 +162,10 @@ class Collection:
     def item_captions(self, row: int) -> list[str]:
         return [self.captions["text"][int(i)].as_py() for i in np.flatnonzero(self.caption_items == row)]
 
-    @property
+    @cached_property
     def caption_items(self) -> np.ndarray:
-        if not hasattr(self, "_caption_items"):
-            self._caption_items = self.captions["item"].to_numpy()
-        return self._caption_items
+        """The item row of every caption."""
+        return self.captions["item"].to_numpy()
 
     def filter_fields(self) -> dict[str, list]:
         """Metadata fields usable as filters, with their values (fields with few distinct values)."""
