@@ -49,8 +49,6 @@ def cmd_build(args) -> None:
 
 
 def cmd_search(args) -> None:
-    from PIL import Image
-
     from .search import SearchService
 
     service = SearchService(_collection_path(args.collection), index=args.index, precision=args.precision)
