@@ -57,7 +57,6 @@ class ImageNetClassifier:
         info = ImageNetInfo()
         # "tabby, tabby cat" -> "tabby": the first name is the common one.
         self.labels = [info.index_to_description(i).split(",")[0].strip() for i in range(info.num_classes())]
-
         self._last: tuple[list, np.ndarray] | None = None
 
     @torch.inference_mode()
