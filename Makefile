@@ -11,9 +11,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(PY) -m mosaic build skimage
-	$(PY) -m mosaic search skimage "a cat with green eyes" -k 3
-	$(PY) -m mosaic search skimage --image rocket -k 3
+	$(PY) demo.py
 
 test: setup
 	$(PY) -m pytest -q

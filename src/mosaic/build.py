@@ -19,7 +19,7 @@ from tqdm import tqdm
 from . import collection as coll
 from .index import build_annoy
 from .models import load_captioner, load_encoder, resolve_captioner, resolve_encoder
-from .sources import load_image, open_source, select
+from .sources import MAX_PIXELS, load_image, open_source, select
 from .stages import Vocabulary, concat_columns, process_batch
 
 log = logging.getLogger("mosaic")
@@ -40,7 +40,7 @@ class BuildConfig:
     vocab: str | None = None
     shard_size: int = 256
     batch_size: int = 32
-    max_pixels: int = 40_000_000
+    max_pixels: int = MAX_PIXELS
     n_trees: int = 50
     options: dict = field(default_factory=dict)
 

@@ -1,4 +1,4 @@
-"""The `mosaic` command line: build, search, eval, info."""
+"""The `mosaic` command line: build, search, eval, serve, info."""
 from __future__ import annotations
 
 import argparse
@@ -50,11 +50,12 @@ def cmd_build(args) -> None:
 
 def cmd_search(args) -> None:
     from .search import SearchService
+    from .sources import read_query_image
 
     service = SearchService(_collection_path(args.collection), index=args.index, precision=args.precision)
     filters, weights = _filters(args.filter), _weights(args.tag)
     if args.image:
-        query = args.image if not Path(args.image).is_file() else _open_image(args.image)
+        query = read_query_image(args.image) if Path(args.image).is_file() else args.image
         hits = service.image_to_image(query, args.k, filters)
     elif weights or args.mode == "omni":
         hits = service.omni(args.text or "", args.k, filters, weights)
@@ -70,15 +71,6 @@ def cmd_search(args) -> None:
         print(f"{rank:>4}  {h.score:7.3f}  {h.id[:32]:<32} {h.caption}")
         if why or tags:
             print(f"{'':>47}why: {why}{' | ' if why and tags else ''}{tags}")
-
-
-def _open_image(path: str):
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        return Image.open(path).convert("RGB")
-    except (UnidentifiedImageError, OSError) as e:
-        raise SystemExit(f"error: {path} is not a readable image ({e}).")
 
 
 def _collection_path(name: str) -> Path:
@@ -105,6 +97,30 @@ def cmd_eval(args) -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def cmd_serve(args) -> None:
+    from .app import serve
+
+    serve([_collection_path(c) for c in args.collection] if args.collection else default_collections(),
+          host=args.host, port=args.port)
+
+
+def default_collections() -> list[Path]:
+    """The bundled default collection (built on first use, no download), then every other
+    finished collection under the artifacts folder."""
+    from .build import BuildConfig, build
+    from .collection import SCHEMA_VERSION, read_manifest
+
+    default = build(BuildConfig("skimage"), ARTIFACTS / "skimage")
+    others = []
+    for path in sorted(p for p in ARTIFACTS.iterdir() if p.is_dir() and p != default):
+        m = read_manifest(path)
+        if m and m.get("complete") and m.get("schema_version") == SCHEMA_VERSION:
+            others.append(path)
+        elif m:
+            logging.getLogger("mosaic").warning("not serving %s: unfinished or built by another version", path)
+    return [default, *others]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -149,6 +165,12 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("collection")
     r.add_argument("--json", type=Path, help="also write the result to this file")
     r.set_defaults(func=cmd_eval)
+
+    a = sub.add_parser("serve", help="start the app (default: the bundled collection and all built ones)")
+    a.add_argument("--collection", action="append", help="collection folder or name (repeat for several)")
+    a.add_argument("--host", help="address to listen on (default 127.0.0.1, or $GRADIO_SERVER_NAME)")
+    a.add_argument("--port", type=int, help="port (default 7860, or $GRADIO_SERVER_PORT)")
+    a.set_defaults(func=cmd_serve)
 
     i = sub.add_parser("info", help="describe a collection")
     i.add_argument("collection")

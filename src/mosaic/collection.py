@@ -9,6 +9,8 @@
       omni_emb.npy         (items, dim): image + mean caption embedding, normalised
       tags.npy             (items, tags) cosine of each image to each tag prompt
       tag_emb.npy          (tags, dim) embeddings of the tag prompts
+      thumbs.bin           JPEG previews (<= 512 px) of all items, back to back
+      thumbs.npy           (items + 1,) int64 byte offsets of each preview in thumbs.bin
       index/*.ann          Annoy indexes (image, caption, omni)
 
 While building, finished shards live in shards/NNNNN/ and are listed in the manifest; a shard
@@ -17,6 +19,7 @@ becomes part of the collection only once it is completely on disk.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -28,8 +31,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from PIL import Image
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ITEM_ARRAYS = ("image_emb", "tags")  # one row per item
 CAPTION_ARRAYS = ("text_emb",)  # one row per caption
 
@@ -69,6 +73,8 @@ def write_shard(folder: Path, items: list[dict], columns: dict) -> None:
                              "kind": columns["caption_kind"]}), tmp / "captions.parquet")
     for name in ITEM_ARRAYS + CAPTION_ARRAYS:
         np.save(tmp / f"{name}.npy", columns[name])
+    (tmp / "thumbs.bin").write_bytes(b"".join(columns["thumbs"]))
+    np.save(tmp / "thumbs.npy", np.cumsum([0] + [len(t) for t in columns["thumbs"]]).astype(np.int64))
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
 
@@ -99,6 +105,15 @@ def consolidate(root: Path, shard_dirs: list[Path], chunk: int = 65536) -> None:
     pq.write_table(captions, root / "captions.parquet")
     arrays = {name: _concat_npy([d / f"{name}.npy" for d in shard_dirs], root / f"{name}.npy")
               for name in ITEM_ARRAYS + CAPTION_ARRAYS}
+    offsets, at = [np.zeros(1, np.int64)], 0
+    with open(root / "thumbs.bin", "wb") as dst:
+        for d in shard_dirs:
+            with open(d / "thumbs.bin", "rb") as src:
+                shutil.copyfileobj(src, dst)
+            o = np.load(d / "thumbs.npy")
+            offsets.append(o[1:] + at)
+            at += int(o[-1])
+    np.save(root / "thumbs.npy", np.concatenate(offsets))
     # omni = image + mean of its captions' embeddings, normalised; summed chunk by chunk.
     image, text = arrays["image_emb"], arrays["text_emb"]
     owner = captions["item"].to_numpy()
@@ -155,9 +170,20 @@ class Collection:
     def ids(self) -> list[str]:
         return self.metadata["id"].to_pylist()
 
+    @cached_property
+    def rows_by_id(self) -> dict[str, int]:
+        return {item_id: row for row, item_id in enumerate(self.ids())}
+
     def item(self, row: int) -> dict:
         """Metadata of one item (its generated caption under 'caption')."""
         return self.metadata.slice(row, 1).to_pylist()[0]
+
+    def thumbnail(self, row: int) -> Image.Image:
+        """The item's stored JPEG preview."""
+        start, end = np.load(self.path / "thumbs.npy", mmap_mode="r")[row:row + 2]
+        with open(self.path / "thumbs.bin", "rb") as f:
+            f.seek(int(start))
+            return Image.open(io.BytesIO(f.read(int(end - start)))).convert("RGB")
 
     def item_captions(self, row: int) -> list[str]:
         return [self.captions["text"][int(i)].as_py() for i in np.flatnonzero(self.caption_items == row)]
@@ -179,21 +205,34 @@ class Collection:
         return out
 
     def filter_rows(self, filters: dict | None) -> np.ndarray | None:
-        """Rows matching every `field=value` filter (None when there are no filters).
+        """Rows matching every `field=value` filter (None when there are no filters); a list of
+        values matches any of them.
 
         Unknown fields or values raise CollectionError naming the valid ones."""
         if not filters:
             return None
         mask = np.ones(len(self), bool)
-        for field, value in filters.items():
+        for field, wanted in filters.items():
             if field not in self.metadata.column_names:
                 raise CollectionError(f"Unknown filter '{field}'. This collection can be filtered by: "
                                       f"{', '.join(self.filter_fields()) or 'nothing'}.")
-            column = np.asarray(self.metadata[field].to_pylist(), dtype=object)
-            hit = np.array([str(v) == str(value) for v in column])
-            if not hit.any():
-                values = sorted({str(v) for v in column if v is not None})
+            column = np.asarray([str(v) for v in self.metadata[field].to_pylist()], dtype=object)
+            wanted = {str(v) for v in (wanted if isinstance(wanted, (list, tuple, set)) else [wanted])}
+            missing = wanted - set(column)
+            if missing:
+                values = sorted(set(column) - {"None"})
                 shown = ", ".join(values[:30]) + (" ..." if len(values) > 30 else "")
-                raise CollectionError(f"Unknown value '{value}' for filter '{field}'. Known values: {shown}.")
-            mask &= hit
+                raise CollectionError(f"Unknown value '{sorted(missing)[0]}' for filter '{field}'. Known values: {shown}.")
+            mask &= np.isin(column, list(wanted))
         return np.flatnonzero(mask)
+
+    @cached_property
+    def scenes(self) -> dict[str, list[int]]:
+        """The rows of each scene in frame order (empty for collections without scenes)."""
+        if not {"scene", "frame_index"} <= set(self.metadata.column_names):
+            return {}
+        out: dict[str, list[tuple[int, int]]] = {}
+        for row, (scene, frame) in enumerate(zip(self.metadata["scene"].to_pylist(),
+                                                 self.metadata["frame_index"].to_pylist())):
+            out.setdefault(scene, []).append((frame, row))
+        return {scene: [row for _, row in sorted(frames)] for scene, frames in out.items()}

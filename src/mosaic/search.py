@@ -129,6 +129,40 @@ class SearchService:
         self._explain(text, q, hits, {n: v[order] for n, v in parts.items()}, mode="omni")
         return hits
 
+    def scene(self, scene: str, text: str = "") -> list[Hit]:
+        """Every frame of a scene in order; with a text, each scored against it (image embeddings)."""
+        scenes = self.collection.scenes
+        if scene not in scenes:
+            known = ", ".join(list(scenes)[:20]) or "none (this collection has no scenes)"
+            raise QueryError(f"No scene '{scene}' in collection '{self.collection.name}'. Scenes: {known}.")
+        rows = scenes[scene]
+        if not text.strip():
+            return self._hits(np.asarray(rows), np.zeros(len(rows)))
+        order = {row: i for i, row in enumerate(rows)}
+        hits = self.text_to_image(text, k=len(rows), target="image", filters={"scene": scene})
+        return sorted(hits, key=lambda h: order[h.row])
+
+    def details(self, item: str | int, n_tags: int = 5) -> dict:
+        """One item: id, generated caption, all its captions, its strongest tags, its metadata."""
+        row = self.row(item)
+        meta = self.collection.item(row)
+        top = np.argsort(-self.tag_z[row])[:n_tags]
+        return {"row": row, "id": meta.pop("id"), "caption": meta.pop("caption", "") or "",
+                "captions": self.collection.item_captions(row),
+                "tags": [{"tag": self.collection.tag_names[i], "z": round(float(self.tag_z[row, i]), 2)} for i in top],
+                "metadata": meta}
+
+    def row(self, item: str | int) -> int:
+        """The row of an item given by id (or by row number)."""
+        c = self.collection
+        if isinstance(item, (int, np.integer)):
+            if not 0 <= item < len(c):
+                raise QueryError(f"Row {item} is outside this collection (0..{len(c) - 1}).")
+            return int(item)
+        if item not in c.rows_by_id:
+            raise QueryError(f"No item with id '{item}' in collection '{c.name}'.")
+        return c.rows_by_id[item]
+
     # ---- internals -----------------------------------------------------------------------
     def _text_query(self, text: str) -> np.ndarray:
         text = (text or "").strip()
@@ -139,16 +173,8 @@ class SearchService:
         return self.encoder.encode_texts([text])
 
     def _image_query(self, image) -> np.ndarray:
-        c = self.collection
-        if isinstance(image, (int, np.integer)):
-            if not 0 <= image < len(c):
-                raise QueryError(f"Row {image} is outside this collection (0..{len(c) - 1}).")
-            return np.asarray(c.image_emb[[int(image)]])
-        if isinstance(image, str):
-            ids = c.ids()
-            if image not in ids:
-                raise QueryError(f"No item with id '{image}' in collection '{c.name}'.")
-            return np.asarray(c.image_emb[[ids.index(image)]])
+        if isinstance(image, (int, np.integer, str)):
+            return np.asarray(self.collection.image_emb[[self.row(image)]])
         if not isinstance(image, Image.Image):
             raise QueryError("Give an image (or the id of an item) to search by image.")
         return self.encoder.encode_images([image.convert("RGB")])

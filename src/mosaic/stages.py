@@ -5,6 +5,7 @@ pool, given the same models.
 """
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,8 @@ from PIL import Image
 from .models import Captioner, DualEncoder
 
 VOCAB_DIR = Path(__file__).with_name("vocab")
-TEXT_COLUMNS = ("generated", "caption_text", "caption_kind")
+LIST_COLUMNS = ("generated", "caption_text", "caption_kind", "thumbs")
+THUMB_SIDE = 512  # previews kept in the collection, so it can be shown without its source
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,15 @@ def caption_images(images: list[Image.Image], captioner: Captioner | None) -> li
     return captioner.caption(images) if captioner else [""] * len(images)
 
 
+def thumbnail(image: Image.Image, side: int = THUMB_SIDE) -> bytes:
+    """A JPEG preview at most `side` pixels on its longer side."""
+    im = image.copy()
+    im.thumbnail((side, side))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
 def score_tags(image_emb: np.ndarray, tag_emb: np.ndarray) -> np.ndarray:
     """Cosine similarity of every image to every tag prompt."""
     return (image_emb @ tag_emb.T).astype(np.float32)
@@ -64,7 +75,8 @@ def score_tags(image_emb: np.ndarray, tag_emb: np.ndarray) -> np.ndarray:
 def process_batch(images: list[Image.Image], human_texts: list[list[str]], encoder: DualEncoder,
                   captioner: Captioner | None, tag_emb: np.ndarray) -> dict:
     """All columns for one batch: image embeddings, generated captions, the embedding of every
-    caption (human first, then generated), which item each caption belongs to, and tag scores."""
+    caption (human first, then generated), which item each caption belongs to, tag scores and
+    JPEG previews."""
     image_emb = embed_images(images, encoder)
     generated = caption_images(images, captioner)
     texts, owner, kind = [], [], []
@@ -81,6 +93,7 @@ def process_batch(images: list[Image.Image], human_texts: list[list[str]], encod
         "caption_kind": kind,
         "text_emb": embed_texts(texts, encoder),
         "tags": score_tags(image_emb, tag_emb),
+        "thumbs": [thumbnail(im) for im in images],
     }
 
 
@@ -88,10 +101,10 @@ def concat_columns(parts: list[dict], dim: int, n_tags: int) -> dict:
     """Join the columns of consecutive batches (caption owners shifted to shard positions)."""
     out = {"image_emb": [np.zeros((0, dim), np.float32)], "generated": [], "caption_text": [],
            "caption_item": [np.zeros(0, np.int64)], "caption_kind": [],
-           "text_emb": [np.zeros((0, dim), np.float32)], "tags": [np.zeros((0, n_tags), np.float32)]}
+           "text_emb": [np.zeros((0, dim), np.float32)], "tags": [np.zeros((0, n_tags), np.float32)], "thumbs": []}
     offset = 0
     for part in parts:
         for k, v in part.items():
             out[k].append(v + offset if k == "caption_item" else v)
         offset += len(part["image_emb"])
-    return {k: sum(v, []) if k in TEXT_COLUMNS else np.concatenate(v) for k, v in out.items()}
+    return {k: sum(v, []) if k in LIST_COLUMNS else np.concatenate(v) for k, v in out.items()}

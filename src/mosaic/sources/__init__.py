@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Iterator
 
 from PIL import Image
 
+MAX_PIXELS = 40_000_000  # larger images are refused before decoding
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
@@ -250,7 +251,7 @@ def open_source(kind: str, path: str | None = None, **options) -> Iterator[Recor
     return SOURCES[kind](*args, **{k: v for k, v in options.items() if v is not None})
 
 
-def load_image(image: str | Path | Image.Image | bytes | dict, max_pixels: int) -> Image.Image:
+def load_image(image: str | Path | Image.Image | bytes | dict, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Decode a record's image to RGB, refusing anything above `max_pixels` before decoding it."""
     if isinstance(image, dict):  # datasets' Image feature without decoding
         image = image.get("bytes") or image["path"]
@@ -261,3 +262,13 @@ def load_image(image: str | Path | Image.Image | bytes | dict, max_pixels: int) 
     if im.width * im.height > max_pixels:
         raise ValueError(f"image too large ({im.width}x{im.height} > {max_pixels} pixels)")
     return im.convert("RGB")
+
+
+def read_query_image(path: str | Path) -> Image.Image:
+    """A user's query image, or a SourceError saying plainly why it cannot be used."""
+    try:
+        return load_image(Path(path))
+    except FileNotFoundError:
+        raise SourceError(f"{Path(path).name}: no such file.") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise SourceError(f"{Path(path).name} is not an image Mosaic can read ({e}).") from None

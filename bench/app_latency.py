@@ -1,0 +1,85 @@
+"""Latency of a text query through the app's API (gradio_client -> /caption_search) against the
+same query on the search service directly, on the Flickr8k sample collection (offline models).
+
+    python bench/app_latency.py [--queries 100] [--collection artifacts/flickr8k]
+        -> bench/results/app_latency.json     (without --collection, the sample is built first)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("MOSAIC_DATA", ROOT.parent / "shared" / "data"))
+
+
+def percentiles(seconds: list[float]) -> dict:
+    ms = np.asarray(seconds) * 1000
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1),
+            "mean_ms": round(float(ms.mean()), 1)}
+
+
+def timed(fn, queries: list[str]) -> list[float]:
+    out = []
+    for q in queries:
+        start = time.perf_counter()
+        fn(q)
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--queries", type=int, default=100)
+    p.add_argument("-k", type=int, default=12)
+    p.add_argument("--collection", type=Path, help="a built Flickr8k collection (default: build the sample)")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "app_latency.json")
+    args = p.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from gradio_client import Client
+
+    from mosaic.app import serve
+    from mosaic.build import BuildConfig, build
+    from mosaic.search import SearchService
+
+    path = args.collection or build(BuildConfig("captions", str(DATA / "flickr8k-1k"), model="lite",
+                                                captioner="labels"), Path(tempfile.mkdtemp()) / "flickr8k")
+    service = SearchService(path)
+    captions = service.collection.captions
+    human = [t for t, kind in zip(captions["text"].to_pylist(), captions["kind"].to_pylist()) if kind == "human"]
+    queries = random.Random(0).sample(human, args.queries)
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo = serve([path], host="127.0.0.1", port=port, block=False)
+    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    name = service.collection.name
+    through_api = lambda q: client.predict(name, q, "both", args.k, -1, api_name="/caption_search")  # noqa: E731
+    direct = lambda q: service.text_to_image(q, args.k, "both")  # noqa: E731
+    for q in queries[:5]:  # warm up both paths
+        through_api(q)
+        direct(q)
+    api_s, direct_s = timed(through_api, queries), timed(direct, queries)
+    demo.close()
+
+    result = {"collection": "Flickr8k sample", "items": len(service.collection), "queries": len(queries),
+              "k": args.k, "target": "both", "model": service.collection.manifest["models"]["encoder"],
+              "api": percentiles(api_s), "service": percentiles(direct_s)}
+    result["api_over_service_p50"] = round(result["api"]["p50_ms"] / result["service"]["p50_ms"], 2)
+    print(json.dumps(result, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""The app, served for real on a free port: every endpoint called through gradio_client, the
+bundled default served by `python demo.py`, and one end-to-end run in headless Chromium."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from conftest import ROOT, data_dir
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def driving(tmp_path_factory):
+    from mosaic.build import BuildConfig, build
+
+    return build(BuildConfig("driving", str(data_dir("driving")), model="lite", captioner="labels"),
+                 tmp_path_factory.mktemp("c") / "driving", progress=False)
+
+
+@pytest.fixture(scope="module")
+def server(flickr, driving):
+    from mosaic.app import serve
+
+    port = free_port()
+    demo = serve([flickr.collection.path, driving], host="127.0.0.1", port=port, block=False)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server, verbose=False)
+
+
+def no_tags():
+    return [None, 1, None, 1, None, 1]
+
+
+def test_every_tab_is_an_endpoint(client):
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert {"/image_search", "/caption_search", "/omni_search", "/browse", "/item_details",
+            "/scene_search", "/scene_frame"} <= set(endpoints)
+
+
+def test_caption_search_returns_an_explained_gallery(client, flickr):
+    gallery, hits = client.predict("flickr", "a dog running on the grass", "image", 10, -1, api_name="/caption_search")
+    assert len(gallery) == len(hits) == 10
+    dogs = sum(any("dog" in c.lower() for c in flickr.collection.item_captions(h["row"])) for h in hits)
+    assert dogs >= 6
+    image = Image.open(gallery[0]["image"])
+    assert max(image.size) <= 512 and gallery[0]["caption"].startswith(f"{hits[0]['score']:.3f}")
+    why = hits[0]["explanation"]
+    assert why["mode"] == "image" and why["query_words"][0]["word"] == "dog"
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+
+
+def test_image_search_by_upload_and_by_id(client, flickr, flickr_dir):
+    item = flickr.collection.ids()[42]
+    _, by_upload = client.predict("flickr", handle_file(str(flickr_dir / "images" / item)), "", 5, -1,
+                                  api_name="/image_search")
+    _, by_id = client.predict("flickr", None, item, 5, -1, api_name="/image_search")
+    assert by_upload[0]["id"] == by_id[0]["id"] == item
+    _, strict = client.predict("flickr", None, item, 5, 0.99, api_name="/image_search")
+    assert [h["id"] for h in strict] == [item]  # the minimum score keeps only the query itself
+
+
+def test_omni_combines_text_filters_and_tag_weights(client):
+    _, hits = client.predict("driving", "a road", ["scene=example_02"], *no_tags(), 5, -1, api_name="/omni_search")
+    assert len(hits) == 5 and all(h["id"].startswith("example_02/") for h in hits)
+    _, hits = client.predict("driving", "", ["scene=scene-0061", "scene=example_01"], "road_users:trucks", 2,
+                             None, 1, None, 1, 10, -1, api_name="/omni_search")
+    assert {h["id"].split("/")[0] for h in hits} <= {"scene-0061", "example_01"}
+    assert set(hits[0]["explanation"]["parts"]) == {"road_users:trucks"}
+    assert hits[0]["score"] == pytest.approx(hits[0]["explanation"]["parts"]["road_users:trucks"], abs=1e-3)
+
+
+def test_browse_pages_and_item_details(client, flickr):
+    _, page1, number, info = client.predict("flickr", [], 1, api_name="/browse")
+    _, page2, _, _ = client.predict("flickr", [], 2, api_name="/browse")
+    assert number == 1 and "of 13" in info and len(page1) == len(page2) == 24
+    assert not {d["id"] for d in page1} & {d["id"] for d in page2}
+    _, last, number, _ = client.predict("flickr", [], 99, api_name="/browse")
+    assert number == 13 and len(last) == 300 - 12 * 24
+    image, text, item = client.predict("flickr", page1[0]["id"], api_name="/item_details")
+    assert item["id"] == page1[0]["id"] and len(item["captions"]) == 6  # 5 human + 1 generated
+    assert item["captions"][0] in text and os.path.exists(image)
+
+
+def test_scene_search_marks_the_best_frames_on_the_timeline(client):
+    frames, _, timeline = client.predict("driving", "scene-0061", "a truck at an intersection", api_name="/scene_search")
+    assert [f["id"] for f in frames] == [f"scene-0061/{i:04d}" for i in range(39)]
+    best = sorted(frames, key=lambda f: -f["score"])[:3]
+    assert [f for f in frames if f["match"]] == sorted(best, key=lambda f: f["id"])
+    assert timeline.count("title=\"frame ") == 39 and "best matches" in timeline
+    image, info, timeline = client.predict("driving", frames, 5, api_name="/scene_frame")
+    assert "scene-0061/0005" in info and "frame 6 of 39" in timeline and os.path.exists(image)
+
+
+def test_bad_input_gets_a_message_and_the_server_stays_up(client, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    corrupt = tmp_path / "photo.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff" + os.urandom(2000))
+    huge = tmp_path / "huge.png"
+    Image.new("L", (9000, 5000)).save(huge)
+    cases = [
+        (("flickr", "   ", "both", 5, -1), "/caption_search", "query is empty"),
+        (("flickr", "x" * 2000, "both", 5, -1), "/caption_search", "keep it under 1000"),
+        (("nowhere", "a dog", "both", 5, -1), "/caption_search", "nowhere"),
+        (("flickr", handle_file(str(text)), "", 5, -1), "/image_search", "file"),
+        (("flickr", handle_file(str(corrupt)), "", 5, -1), "/image_search", "photo.jpg is not an image"),
+        (("flickr", handle_file(str(huge)), "", 5, -1), "/image_search", "too large"),
+        (("flickr", None, "", 5, -1), "/image_search", "Upload an image"),
+        (("driving", "", ["scene=nowhere"], *no_tags(), 5, -1), "/omni_search", "Known values: example_01"),
+        (("driving", "scene-9999", "a car"), "/scene_search", "No scene 'scene-9999'"),
+    ]
+    for args, api, message in cases:
+        with pytest.raises(Exception, match=message):
+            client.predict(*args, api_name=api)
+    _, hits = client.predict("flickr", "a dog", "both", 3, -1, api_name="/caption_search")
+    assert len(hits) == 3
+
+
+def test_demo_py_builds_and_serves_the_default_collection(tmp_path):
+    port = free_port()
+    env = {**os.environ, "MOSAIC_ARTIFACTS": str(tmp_path / "artifacts"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "demo.py"), "--port", str(port)], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in proc.stdout:
+            if f"127.0.0.1:{port}" in line:
+                break
+        else:
+            pytest.fail(f"demo.py exited with {proc.wait()} before serving")
+        _, hits = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
+            "skimage", "a cat with green eyes", "both", 3, -1, api_name="/caption_search")
+        assert hits[0]["id"] == "chelsea"
+        assert (tmp_path / "artifacts" / "skimage" / "manifest.json").exists()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.mark.browser
+def test_search_in_headless_chromium(server, tmp_path):
+    chromium = shutil.which("chromium")
+    if not chromium:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(server)
+        page.get_by_role("tab", name="Caption").click()
+        page.get_by_label("Describe the image").fill("a dog running on the grass")
+        page.get_by_label("Describe the image").press("Enter")
+        thumbs = page.locator(".thumbnail-item img")
+        thumbs.first.wait_for(timeout=60_000)
+        assert thumbs.count() >= 10  # the gallery filled with the default top k (12)
+        page.locator(".thumbnail-item").first.click()
+        why = page.locator(".why")
+        why.wait_for(timeout=30_000)
+        assert "Query words" in why.inner_text() and "dog" in page.locator(".why .query-words").inner_text()
+        page.screenshot(path=tmp_path / "why.png", full_page=True)
+        browser.close()
+    assert (tmp_path / "why.png").stat().st_size > 50_000
