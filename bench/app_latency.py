@@ -1,5 +1,6 @@
-"""Latency of a text query through the app's API (gradio_client -> /caption_search) against the
-same query on the search service directly, on the Flickr8k sample collection (offline models).
+"""Latency of a text query through the app's API (gradio_client -> /caption_search), with and
+without the client downloading the result images, against the same query on the search service
+directly, on the Flickr8k sample collection (offline models).
 
     python bench/app_latency.py [--queries 100] [--collection artifacts/flickr8k]
         -> bench/results/app_latency.json     (without --collection, the sample is built first)
@@ -62,20 +63,19 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     demo = serve([path], host="127.0.0.1", port=port, block=False)
-    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-    name = service.collection.name
-    through_api = lambda q: client.predict(name, q, "both", args.k, -1, api_name="/caption_search")  # noqa: E731
-    direct = lambda q: service.text_to_image(q, args.k, "both")  # noqa: E731
-    for q in queries[:5]:  # warm up both paths
-        through_api(q)
-        direct(q)
-    api_s, direct_s = timed(through_api, queries), timed(direct, queries)
+    name, url = service.collection.name, f"http://127.0.0.1:{port}/"
+    paths = {"service": lambda q: service.text_to_image(q, args.k, "both")}
+    for label, download in (("api", False), ("api_with_images", True)):
+        client = Client(url, verbose=False, download_files=download)
+        paths[label] = lambda q, c=client: c.predict(name, q, "both", args.k, -1, api_name="/caption_search")
+    for fn in paths.values():  # warm up every path
+        timed(fn, queries[:5])
+    times = {label: percentiles(timed(fn, queries)) for label, fn in paths.items()}
     demo.close()
 
     result = {"collection": "Flickr8k sample", "items": len(service.collection), "queries": len(queries),
-              "k": args.k, "target": "both", "model": service.collection.manifest["models"]["encoder"],
-              "api": percentiles(api_s), "service": percentiles(direct_s)}
-    result["api_over_service_p50"] = round(result["api"]["p50_ms"] / result["service"]["p50_ms"], 2)
+              "k": args.k, "target": "both", "model": service.collection.manifest["models"]["encoder"], **times,
+              "api_over_service_p50": round(times["api"]["p50_ms"] / times["service"]["p50_ms"], 2)}
     print(json.dumps(result, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -239,7 +239,7 @@ def build_app(library: Library) -> gr.Blocks:
             min_score = gr.Slider(-1, 1, value=-1, step=0.01, label="Minimum score (-1 keeps all)", scale=2)
 
         def result_panel():
-            grid = gr.Gallery(label="Results", columns=4, height="auto", object_fit="cover")
+            grid = gr.Gallery(label="Results", columns=4, height="auto", object_fit="cover", format="jpeg")
             with gr.Accordion("Why this match?", open=False, elem_classes="why-box") as box:
                 why = gr.HTML()
             with gr.Accordion("Results as JSON", open=False):
@@ -311,7 +311,7 @@ def build_app(library: Library) -> gr.Blocks:
                     with gr.Column(scale=3):
                         b_info = gr.Markdown(label="page_info")
                         b_grid = gr.Gallery(label="Collection", columns=6, height="auto", object_fit="cover",
-                                            allow_preview=False)
+                                            allow_preview=False, format="jpeg")
                         with gr.Accordion("Page as JSON", open=False):
                             b_items = gr.JSON(label="items")
                     with gr.Column(scale=2):

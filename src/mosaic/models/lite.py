@@ -62,10 +62,11 @@ class ImageNetClassifier:
     @torch.inference_mode()
     def probabilities(self, images: list[Image.Image], micro_batch: int = 8) -> np.ndarray:
         """Class probabilities; the lite encoder and the label captioner ask for the same batch
-        in turn, so the last answer is kept and reused (compared by identity, not content)."""
-        if self._last is not None and len(self._last[0]) == len(images) and \
-                all(a is b for a, b in zip(self._last[0], images)):
-            return self._last[1]
+        in turn, so the last answer is kept and reused (compared by identity, not content; read
+        once, so concurrent callers such as the app's request threads never mix two answers)."""
+        last = self._last
+        if last is not None and len(last[0]) == len(images) and all(a is b for a, b in zip(last[0], images)):
+            return last[1]
         out = []
         for lo in range(0, len(images), micro_batch):  # small batches stay in CPU caches
             batch = torch.stack([self.transform(im) for im in images[lo:lo + micro_batch]])
