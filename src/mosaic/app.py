@@ -72,15 +72,12 @@ def filter_choices(service: SearchService) -> list[str]:
 
 
 # ---- rendering ---------------------------------------------------------------------------------
-def gallery(service: SearchService, hits: list[dict]) -> list[tuple]:
-    return [(service.collection.thumbnail(h["row"]), f"{h['score']:.3f} · {h['caption'] or h['id']}") for h in hits]
-
-
 def results(service: SearchService, hits, min_score: float) -> tuple[list, list[dict]]:
     """A gallery and the hits as JSON (with their explanations), below `min_score` left out
     (-1, the slider's left end, keeps everything)."""
     rows = [{"row": h.row, **h.to_dict()} for h in hits if min_score <= -1 or h.score >= min_score]
-    return gallery(service, rows), rows
+    return [(service.collection.thumbnail(h["row"]), f"{h['score']:.3f} · {h['caption'] or h['id']}")
+            for h in rows], rows
 
 
 def _chips(items: list[tuple[str, float]], color: str, fmt: str = "{:.2f}") -> str:
@@ -333,10 +330,10 @@ def build_app(library: Library) -> gr.Blocks:
                     return items[evt.index]["id"]
                 b_grid.select(pick, b_items, d_id, api_visibility="private")
                 d_id.change(item_details, [collection, d_id], [d_image, d_text, d_json], api_name="item_details")
-                similar.click(lambda i: (i, gr.Tabs(selected="image")), d_id, [item_id, tabs],
+                similar.click(lambda i: (i, None, gr.Tabs(selected="image")), d_id, [item_id, upload, tabs],
                               api_visibility="private").then(
                     image_search, [collection, upload, item_id, k, min_score], [i_grid, i_hits],
-                    api_visibility="private")
+                    api_visibility="private").then(lambda h: why_html(h, 0), i_hits, i_why, api_visibility="private")
 
             with gr.Tab("Scenes", id="scenes"):
                 scenes = list(first.collection.scenes)
