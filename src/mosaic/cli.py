@@ -1,4 +1,4 @@
-"""The `mosaic` command line: build, search, eval, serve, info."""
+"""The `mosaic` command line: build, search, eval, train, serve, info."""
 from __future__ import annotations
 
 import argparse
@@ -89,14 +89,35 @@ def cmd_info(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from .evaluate import text_to_image_recall
-    from .search import SearchService
+    from .collection import Collection
+    from .evaluate import METRICS, plot, retrieval, write_csv
 
-    result = text_to_image_recall(SearchService(_collection_path(args.collection), index="exact"))
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    report = retrieval(Collection.load(_collection_path(args.collection)), args.split, args.candidates,
+                       sweep=args.sweep or bool(args.plots))
+    print(f"{report['collection']} ({report['model']}), {report['split']} split: {report['images']} images, "
+          f"{report['captions']} captions, {report['candidates']} candidates per query")
+    print(f"{'':<14}" + "".join(f"{m:>9}" for m in METRICS))
+    for direction in ("t2i", "i2t"):
+        for label, row in ((direction, report[direction]), (f"{direction} random", report["random"][direction])):
+            print(f"{label:<14}" + "".join(f"{row[m]:>9}" for m in METRICS))
+    for path, write in ((args.json, lambda p: p.write_text(json.dumps(report, indent=2) + "\n")),
+                        (args.csv, lambda p: write_csv(report, p))):
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write(path)
+    if args.plots:
+        for p in plot(report, args.plots):
+            print(p)
+
+
+def cmd_train(args) -> None:
+    from .train import TrainConfig, train
+
+    out = args.out or ARTIFACTS / "models" / f"{Path(args.collection).name}.pt"
+    if out.suffix != ".pt":
+        raise SystemExit(f"error: --out {out} should end in .pt")
+    config = TrainConfig(rounds=args.rounds, epochs=args.epochs, negatives=args.negatives, seed=args.seed)
+    print(train(_collection_path(args.collection), out, config, resume=args.resume, progress=not args.quiet))
 
 
 def cmd_serve(args) -> None:
@@ -161,10 +182,27 @@ def parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="measure retrieval quality")
     e_sub = e.add_subparsers(dest="what", required=True)
-    r = e_sub.add_parser("retrieval", help="text->image Recall@1/5/10 and MRR, human captions as queries")
+    r = e_sub.add_parser("retrieval", help="Recall@1/5/10, MRR, NDCG@10 both ways, human captions as ground truth")
     r.add_argument("collection")
-    r.add_argument("--json", type=Path, help="also write the result to this file")
+    r.add_argument("--split", default="all", choices=["all", "train", "test"],
+                   help="the fixed split by image (test: 200 images chosen by id hash)")
+    r.add_argument("--candidates", type=int, help="candidates per query, ground truth included (default: all)")
+    r.add_argument("--sweep", action="store_true", help="also pool sizes x precisions, PCA dims, Annoy settings")
+    r.add_argument("--json", type=Path, help="write the report as JSON")
+    r.add_argument("--csv", type=Path, help="write the report as CSV rows")
+    r.add_argument("--plots", type=Path, help="write PNG plots of the sweep to this folder (implies --sweep)")
     r.set_defaults(func=cmd_eval)
+
+    t = sub.add_parser("train", help="train the offline model's projection heads on a captions collection")
+    t.add_argument("collection", help="a collection with human captions (e.g. built from Flickr8k)")
+    t.add_argument("--out", type=Path, help="checkpoint path (default: artifacts/models/<collection>.pt)")
+    t.add_argument("--rounds", type=int, default=3, help="hard-negative mining rounds after the first")
+    t.add_argument("--epochs", type=int, default=8, help="epochs per round")
+    t.add_argument("--negatives", type=int, default=3, help="hard negatives mined per caption (0: no mining)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--resume", action="store_true", help="continue after the last finished round")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=cmd_train)
 
     a = sub.add_parser("serve", help="start the app (default: the bundled collection and all built ones)")
     a.add_argument("--collection", action="append", help="collection folder or name (repeat for several)")

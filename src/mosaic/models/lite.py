@@ -57,24 +57,31 @@ class ImageNetClassifier:
         info = ImageNetInfo()
         # "tabby, tabby cat" -> "tabby": the first name is the common one.
         self.labels = [info.index_to_description(i).split(",")[0].strip() for i in range(info.num_classes())]
-        self._last: tuple[list, np.ndarray] | None = None
+        self._last: tuple[list, tuple[np.ndarray, np.ndarray]] | None = None
 
     @torch.inference_mode()
-    def probabilities(self, images: list[Image.Image], micro_batch: int = 8) -> np.ndarray:
-        """Class probabilities; the lite encoder and the label captioner ask for the same batch
-        in turn, so the last answer is kept and reused (compared by identity, not content; read
-        once, so concurrent callers such as the app's request threads never mix two answers)."""
+    def run(self, images: list[Image.Image], micro_batch: int = 8) -> tuple[np.ndarray, np.ndarray]:
+        """Pooled features (n, 1280) and class probabilities (n, 1000) of images, in one pass.
+
+        The lite encoder and the label captioner ask for the same batch in turn, so the last
+        answer is kept and reused (compared by identity, not content; read once, so concurrent
+        callers such as the app's request threads never mix two answers)."""
         last = self._last
         if last is not None and len(last[0]) == len(images) and all(a is b for a, b in zip(last[0], images)):
             return last[1]
-        out = []
+        pooled, probs = [], []
         for lo in range(0, len(images), micro_batch):  # small batches stay in CPU caches
             batch = torch.stack([self.transform(im) for im in images[lo:lo + micro_batch]])
             batch = batch.to(self.device, memory_format=torch.channels_last)
-            out.append(self.model(batch).softmax(-1).float().cpu().numpy())
-        probs = np.concatenate(out)
-        self._last = (list(images), probs)
-        return probs
+            features = self.model.forward_head(self.model.forward_features(batch), pre_logits=True)
+            pooled.append(features.float().cpu().numpy())
+            probs.append(self.model.get_classifier()(features).softmax(-1).float().cpu().numpy())
+        answer = np.concatenate(pooled), np.concatenate(probs)
+        self._last = (list(images), answer)
+        return answer
+
+    def probabilities(self, images: list[Image.Image]) -> np.ndarray:
+        return self.run(images)[1]
 
     def top_labels(self, probs: np.ndarray, k: int = 3) -> list[list[tuple[str, float]]]:
         top = np.argsort(-probs, axis=1)[:, :k]
@@ -126,18 +133,60 @@ def label_caption(labels: list[tuple[str, float]]) -> str:
     return "a photo of " + (", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0])
 
 
+class Heads(torch.nn.Module):
+    """Trained projection heads over the frozen towers (`lite:<checkpoint>`).
+
+    image: standardised [pooled EfficientNet features, zero-shot label embedding] -> MLP -> dim
+    text:  MiniLM sentence embedding -> linear -> dim
+    Both outputs are L2-normalised; `logit_scale` is the learnable inverse temperature."""
+
+    def __init__(self, image_in: int, text_in: int, dim: int = 256, hidden: int = 512,
+                 input_dropout: float = 0.5, dropout: float = 0.5):
+        super().__init__()
+        self.config = {"image_in": image_in, "text_in": text_in, "dim": dim, "hidden": hidden,
+                       "input_dropout": input_dropout, "dropout": dropout}
+        nn = torch.nn
+        self.image = nn.Sequential(nn.Dropout(input_dropout), nn.Linear(image_in, hidden), nn.GELU(),
+                                   nn.Dropout(dropout), nn.Linear(hidden, dim))
+        self.text = nn.Sequential(nn.Dropout(input_dropout), nn.Linear(text_in, dim))
+        self.logit_scale = nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
+        self.register_buffer("image_mean", torch.zeros(image_in))
+        self.register_buffer("image_std", torch.ones(image_in))
+
+    def embed_images(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.image((x - self.image_mean) / self.image_std), dim=-1)
+
+    def embed_texts(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.text(x), dim=-1)
+
+    def save(self, path, **extra) -> None:
+        torch.save({"config": self.config, "state": self.state_dict(), **extra}, path)
+
+    @classmethod
+    def load(cls, path) -> tuple["Heads", dict]:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        heads = cls(**ckpt["config"])
+        heads.load_state_dict(ckpt["state"])
+        return heads.eval(), ckpt
+
+
 class LiteEncoder(DualEncoder):
-    """`lite`: zero-shot image-text model from the two packaged models (see module docstring)."""
+    """`lite`: the image-text model made of the two packaged models (see module docstring);
+    `lite:<checkpoint>`: the same frozen towers with the projection heads `mosaic train` learnt."""
 
     def __init__(self, checkpoint: str | None = None, device: str | None = None):
-        if checkpoint:
-            raise ValueError(f"lite:{checkpoint}: trained lite checkpoints are not supported by this version.")
-        self.spec = "lite"
+        self.spec = f"lite:{checkpoint}" if checkpoint else "lite"
         self.device = device or default_device()
         self.classifier = _classifier(self.device)
         self.text = _text_encoder(self.device)
-        self.dim = self.text.dim
         self.label_embeddings = self.text.encode([f"a photo of a {name}" for name in self.classifier.labels])
+        self.heads = None
+        if checkpoint:
+            try:
+                self.heads = Heads.load(checkpoint)[0].to(self.device)
+            except (OSError, KeyError, RuntimeError) as e:
+                raise ValueError(f"lite:{checkpoint} is not a checkpoint written by `mosaic train` ({e}).") from None
+        self.dim = self.heads.config["dim"] if self.heads else self.text.dim
 
     def embed_probabilities(self, probs: np.ndarray, k: int = TOP_LABELS) -> np.ndarray:
         """Weighted mean of the top-k label embeddings, weights = renormalised probabilities."""
@@ -146,11 +195,22 @@ class LiteEncoder(DualEncoder):
         weights /= weights.sum(1, keepdims=True)
         return normalize(np.einsum("nk,nkd->nd", weights, self.label_embeddings[top]))
 
-    def encode_images(self, images: list[Image.Image]) -> np.ndarray:
-        return self.embed_probabilities(self.classifier.probabilities(images))
+    def image_features(self, images: list[Image.Image]) -> np.ndarray:
+        """The frozen image tower's output: pooled features, then the zero-shot label embedding."""
+        pooled, probs = self.classifier.run(images)
+        return np.concatenate([pooled, self.embed_probabilities(probs)], axis=1)
 
+    @torch.inference_mode()
+    def encode_images(self, images: list[Image.Image]) -> np.ndarray:
+        if self.heads is None:
+            return self.embed_probabilities(self.classifier.probabilities(images))
+        x = torch.from_numpy(self.image_features(images)).to(self.device)
+        return self.heads.embed_images(x).cpu().numpy()
+
+    @torch.inference_mode()
     def encode_texts(self, texts: list[str]) -> np.ndarray:
-        return self.text.encode(list(texts))
+        t = self.text.encode(list(texts))
+        return t if self.heads is None else self.heads.embed_texts(torch.from_numpy(t).to(self.device)).cpu().numpy()
 
 
 class LabelCaptioner(Captioner):

@@ -1,0 +1,171 @@
+"""`mosaic train`: contrastive training of the offline dual encoder's projection heads on a
+captions collection, with iterative hard-negative mining.
+
+Towers (EfficientNet-Lite0, MiniLM) stay frozen: their outputs for the collection's previews and
+human captions are computed once and cached. Round 0 trains the heads with a symmetric InfoNCE
+loss (in-batch negatives, learnable temperature); every later round first mines, with the current
+heads, the highest-ranked wrong training images of each training caption, then trains on with
+those images added to the batches as extra negatives. Only the train split is used for training
+and mining; the test split (evaluate.split_rows) is scored after each round, for the record.
+
+    <out>.pt          the final heads: `--model lite:<out>.pt` for build, search and the app
+    <out>/            features.npz, round_N.pt, negatives_N.npy, history.json (what --resume reads)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .collection import Collection, CollectionError, write_json
+from .evaluate import Pairs, directions, split_rows
+from .models.lite import Heads, LiteEncoder
+
+log = logging.getLogger("mosaic")
+
+
+@dataclass
+class TrainConfig:
+    rounds: int = 3  # hard-negative rounds after the first, plain one
+    epochs: int = 8  # per round
+    batch_size: int = 128
+    lr: float = 5e-4
+    weight_decay: float = 0.1
+    dim: int = 256
+    hidden: int = 512
+    negatives: int = 3  # mined per training caption; one of them joins each batch (0: no mining)
+    seed: int = 0
+
+
+def tower_features(c: Collection, work: Path, progress: bool = True) -> dict:
+    """Frozen-tower outputs for every item's preview and every human caption (cached)."""
+    cache = work / "features.npz"
+    if cache.exists():
+        return dict(np.load(cache))
+    human = np.flatnonzero(np.asarray(c.captions["kind"].to_pylist()) == "human")
+    if not len(human):
+        raise CollectionError(f"Collection '{c.name}' has no human captions to train on.")
+    encoder = LiteEncoder()
+    images = []
+    for lo in tqdm(range(0, len(c), 32), desc="image features", unit="batch", disable=not progress):
+        images.append(encoder.image_features([c.thumbnail(r) for r in range(lo, min(lo + 32, len(c)))]))
+    texts = c.captions["text"].to_pylist()
+    features = {"images": np.concatenate(images), "texts": encoder.text.encode([texts[i] for i in human]),
+                "owner": c.caption_items[human]}
+    np.savez(cache, **features)
+    return features
+
+
+def info_nce(heads: Heads, images: torch.Tensor, texts: torch.Tensor, owner: np.ndarray,
+             extra: torch.Tensor | None) -> torch.Tensor:
+    """Symmetric InfoNCE over a batch of captions and their images (several captions of one image
+    are all positives for it); `extra` images are negatives for the captions only."""
+    unique, target = np.unique(owner, return_inverse=True)
+    zi = heads.embed_images(images[unique] if extra is None else torch.cat([images[unique], extra]))
+    zt = heads.embed_texts(texts)
+    logits = heads.logit_scale.exp().clamp(max=100) * zt @ zi.T
+    t2i = F.cross_entropy(logits, torch.from_numpy(target))
+    per_image = logits[:, :len(unique)].T
+    positive = torch.from_numpy(target[None, :] == np.arange(len(unique))[:, None])
+    i2t = (per_image.logsumexp(1) - per_image.masked_fill(~positive, -torch.inf).logsumexp(1)).mean()
+    return (t2i + i2t) / 2
+
+
+def mine(heads: Heads, images: torch.Tensor, texts: torch.Tensor, owner: np.ndarray, train: np.ndarray,
+         n: int) -> np.ndarray:
+    """For each training caption, the `n` training images the current heads rank highest among the
+    wrong ones: (captions, n) item rows."""
+    heads.eval()
+    with torch.no_grad():
+        scores = heads.embed_texts(texts) @ heads.embed_images(images[train]).T
+    heads.train()
+    scores[torch.from_numpy(train[None, :] == owner[:, None])] = -torch.inf
+    return train[scores.topk(n, dim=1).indices.numpy()]
+
+
+def evaluate_heads(heads: Heads, images: torch.Tensor, texts: torch.Tensor, owner: np.ndarray,
+                   rows: np.ndarray) -> dict:
+    """Both directions over the items `rows` (all of them as candidates)."""
+    keep = np.isin(owner, rows)
+    position = np.full(len(images), -1)
+    position[rows] = np.arange(len(rows))
+    heads.eval()
+    with torch.no_grad():
+        pairs = Pairs(heads.embed_images(images[rows]).numpy(), heads.embed_texts(texts[keep]).numpy(),
+                      position[owner[keep]])
+    heads.train()
+    return directions(pairs)
+
+
+def train(collection: str | Path, out: str | Path, config: TrainConfig, resume: bool = False,
+          progress: bool = True) -> Path:
+    """Train (or resume) heads on a collection's train split; returns the final checkpoint."""
+    c = Collection.load(collection)
+    out = Path(out)
+    work = out.with_suffix("")
+    history_file = work / "history.json"
+    settings = {"collection": str(Path(collection)), "items": len(c), **asdict(config)}
+    if work.exists() and not resume:
+        raise CollectionError(f"{work} exists: use --resume to continue it, or remove it to start over.")
+    work.mkdir(parents=True, exist_ok=True)
+    history = json.loads(history_file.read_text()) if history_file.exists() else {"settings": settings, "rounds": []}
+    if history["settings"] != settings:
+        raise CollectionError(f"{work} was trained with other settings; remove it to start over.")
+
+    feats = tower_features(c, work, progress)
+    images, texts = torch.from_numpy(feats["images"]), torch.from_numpy(feats["texts"])
+    owner = feats["owner"]
+    train_rows, test_rows = split_rows(c.ids(), "train"), split_rows(c.ids(), "test")
+    train_caps = np.flatnonzero(np.isin(owner, train_rows))
+
+    torch.manual_seed(config.seed)
+    heads = Heads(images.shape[1], texts.shape[1], config.dim, config.hidden)
+    heads.image_mean.copy_(images[train_rows].mean(0))
+    heads.image_std.copy_(images[train_rows].std(0) + 1e-6)
+    optimizer = torch.optim.AdamW(heads.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    done = len(history["rounds"])
+    if done:
+        state = torch.load(work / f"round_{done - 1}.pt", weights_only=True)
+        heads.load_state_dict(state["state"])
+        optimizer.load_state_dict(state["optimizer"])
+        log.info("resuming after round %d", done - 1)
+    rng = np.random.default_rng(config.seed + done)
+
+    for r in range(done, config.rounds + 1):
+        negatives = None
+        if r > 0 and config.negatives:
+            negatives = mine(heads, images, texts[train_caps], owner[train_caps], train_rows, config.negatives)
+            np.save(work / f"negatives_{r}.npy", negatives)
+        losses = []
+        for _ in tqdm(range(config.epochs), desc=f"round {r}", unit="epoch", disable=not progress):
+            order = rng.permutation(len(train_caps))
+            for lo in range(0, len(order), config.batch_size):
+                batch = order[lo:lo + config.batch_size]
+                extra = None
+                if negatives is not None:  # one mined image per caption, never a batch positive
+                    picked = negatives[batch, rng.integers(0, config.negatives, len(batch))]
+                    extra = images[np.setdiff1d(picked, owner[train_caps[batch]])]
+                loss = info_nce(heads, images, texts[train_caps[batch]], owner[train_caps[batch]], extra)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+        entry = {"round": r, "hard_negatives": negatives is not None, "loss": round(float(np.mean(losses[-20:])), 4),
+                 "temperature": round(float(1 / heads.logit_scale.detach().exp()), 4),
+                 "test": evaluate_heads(heads, images, texts, owner, test_rows)}
+        torch.save({"state": heads.state_dict(), "optimizer": optimizer.state_dict()}, work / f"round_{r}.pt")
+        history["rounds"].append(entry)
+        write_json(history_file, history)
+        log.info("round %d: loss %.3f, test t2i R@1 %.1f R@10 %.1f", r, entry["loss"],
+                 entry["test"]["t2i"]["R@1"], entry["test"]["t2i"]["R@10"])
+
+    heads.save(out.with_suffix(".tmp"), history=history)
+    shutil.move(out.with_suffix(".tmp"), out)
+    return out
