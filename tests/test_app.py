@@ -52,7 +52,7 @@ def no_tags():
 
 def test_every_tab_is_an_endpoint(client):
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-    assert {"/image_search", "/caption_search", "/omni_search", "/browse", "/item_details",
+    assert {"/image_search", "/caption_search", "/omni_search", "/composed_search", "/browse", "/item_details",
             "/scene_search", "/scene_frame"} <= set(endpoints)
 
 
@@ -86,6 +86,16 @@ def test_omni_combines_text_filters_and_tag_weights(client):
     assert {h["id"].split("/")[0] for h in hits} <= {"scene-0061", "example_01"}
     assert set(hits[0]["explanation"]["parts"]) == {"road_users:trucks"}
     assert hits[0]["score"] == pytest.approx(hits[0]["explanation"]["parts"]["road_users:trucks"], abs=1e-3)
+
+
+def test_composed_search_explains_what_changed(client, flickr):
+    reference = flickr.collection.ids()[3]
+    _, hits = client.predict("flickr", None, reference, "the same but on a beach", "sum", 0.5, 5, -1,
+                             api_name="/composed_search")
+    assert len(hits) == 5 and reference not in [h["id"] for h in hits]
+    why = hits[0]["explanation"]
+    assert why["mode"] == "composed:sum" and why["tags_up"] + why["tags_down"]
+    assert all(t["change"] > 0 for t in why["tags_up"]) and all(t["change"] < 0 for t in why["tags_down"])
 
 
 def test_browse_pages_and_item_details(client, flickr):

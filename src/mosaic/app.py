@@ -13,6 +13,7 @@ import gradio as gr
 import numpy as np
 
 from .collection import CollectionError
+from .composed import ComposedSearch
 from .hub import HubUnavailable
 from .search import TARGETS, QueryError, SearchService
 from .sources import SourceError, read_query_image
@@ -98,7 +99,10 @@ def why_html(hits: list[dict] | None, index: int) -> str:
     if not hits or not 0 <= index < len(hits):
         return "<p>Select a result to see why it matched.</p>"
     h, e = hits[index], hits[index]["explanation"]
-    how = {"both": "mean of image and best-caption similarity", "omni": "sum of z-scored text match and tag weights",
+    how = {"composed:sum": "image-embedding similarity to the weighted sum of reference and text",
+           "composed:slerp": "image-embedding similarity to the reference turned towards the text",
+           "composed:text": "mean of image and best-caption similarity to the merged query",
+           "both": "mean of image and best-caption similarity", "omni": "sum of z-scored text match and tag weights",
            "caption": "similarity to the closest caption", "image": "image-embedding similarity"}.get(e.get("mode"), "")
     out = [f'<div class="why"><h3>#{index + 1} {html.escape(h["id"])}: score {h["score"]:.3f}</h3>',
            f"<p><b>Score</b>: {how}</p>"]
@@ -114,6 +118,11 @@ def why_html(hits: list[dict] | None, index: int) -> str:
     if e.get("tags"):
         out.append("<p><b>Tags shared with the query</b>: "
                    + _chips([(t["tag"], t["score"]) for t in e["tags"]], "168,85,247") + "</p>")
+    if e.get("mode", "").startswith("composed:"):
+        out.append(f"<p><b>Query</b>: {html.escape(e['query'])}</p>")
+        changes = [(t["tag"], t["change"]) for t in e["tags_up"] + e["tags_down"]]
+        out.append('<p class="tag-changes"><b>What changed from the reference</b> (tag z-score, hit minus reference): '
+                   + _chips(changes, "34,197,94", "{:+.2f}") + "</p>")
     if e.get("captions"):
         out.append("<p><b>Captions</b></p><ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in e["captions"]) + "</ul>")
     return "".join(out) + "</div>"
@@ -147,16 +156,17 @@ def build_app(library: Library) -> gr.Blocks:
     names = list(library.services)
     first = library[names[0]]
 
+    def image_or_item(upload, item_id):
+        if upload:
+            return read_query_image(upload)
+        if (item_id or "").strip():
+            return item_id.strip()
+        raise QueryError("Upload an image, or give the id of an item (Browse -> Find similar).")
+
     @user_errors
     def image_search(collection, upload, item_id, k, min_score):
         service = library[collection]
-        if upload:
-            query = read_query_image(upload)
-        elif (item_id or "").strip():
-            query = item_id.strip()
-        else:
-            raise QueryError("Upload an image, or give the id of an item (Browse -> Find similar).")
-        return results(service, service.image_to_image(query, int(k)), min_score)
+        return results(service, service.image_to_image(image_or_item(upload, item_id), int(k)), min_score)
 
     @user_errors
     def caption_search(collection, text, target, k, min_score):
@@ -171,6 +181,12 @@ def build_app(library: Library) -> gr.Blocks:
                 weights[tag] = weights.get(tag, 0.0) + float(weight)
         service = library[collection]
         return results(service, service.omni(text or "", int(k), parse_filters(filters), weights), min_score)
+
+    @user_errors
+    def composed_search(collection, upload, item_id, text, method, weight, k, min_score):
+        service = library[collection]
+        hits = ComposedSearch(service).search(image_or_item(upload, item_id), text or "", method, int(k), float(weight))
+        return results(service, hits, min_score)
 
     @user_errors
     def browse(collection, filters, page):
@@ -296,6 +312,23 @@ def build_app(library: Library) -> gr.Blocks:
                         o_grid, o_hits, o_why = result_panel()
                 wire([o_go.click, o_text.submit], omni_search, [collection, o_text, o_filters, *slots, k, min_score],
                      o_grid, o_hits, o_why, "omni_search")
+
+            with gr.Tab("Composed", id="composed"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        m_upload = gr.File(label="Reference image", file_types=["image"], type="filepath")
+                        m_item = gr.Textbox(label="...or a reference item's id")
+                        m_text = gr.Textbox(label="What should change", placeholder="the same scene but at night")
+                        method = gr.Radio(["sum", "slerp", "text"], value="sum", label="Method",
+                                          info="fuse the embeddings (sum, slerp) or merge the reference's caption "
+                                               "with the change (text)")
+                        weight = gr.Slider(0, 1, value=0.5, step=0.05, label="weight", info="of the text (sum, slerp)")
+                        m_go = gr.Button("Search", variant="primary")
+                    with gr.Column(scale=3):
+                        m_grid, m_hits, m_why = result_panel()
+                wire([m_go.click, m_text.submit], composed_search,
+                     [collection, m_upload, m_item, m_text, method, weight, k, min_score],
+                     m_grid, m_hits, m_why, "composed_search")
 
             with gr.Tab("Browse", id="browse"):
                 with gr.Row():

@@ -120,6 +120,32 @@ def cmd_train(args) -> None:
     print(train(_collection_path(args.collection), out, config, resume=args.resume, progress=not args.quiet))
 
 
+def cmd_composed(args) -> None:
+    from . import composed
+    from .search import SearchService
+    from .sources import read_query_image
+
+    service = SearchService(_collection_path(args.collection))
+    if args.what == "train":
+        config = composed.CombinerConfig(rounds=args.rounds, epochs=args.epochs)
+        print(composed.train_combiner(service, composed.load_cirr(args.cirr, args.split), args.out, config,
+                                      resume=args.resume, progress=not args.quiet))
+        return
+    search = composed.ComposedSearch(service, args.combiner)
+    if args.what == "search":
+        ref = read_query_image(args.reference) if Path(args.reference).is_file() else args.reference
+        hits = search.search(ref, args.text, args.method, args.k, args.weight)
+        print(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+        return
+    triplets = composed.load_cirr(args.cirr, args.split)
+    if args.submission:
+        args.submission.mkdir(parents=True, exist_ok=True)
+        for name, data in zip(("recall", "recall_subset"), composed.submission(search, triplets, args.method, args.weight)):
+            (args.submission / f"{args.split}_{args.method}_{name}.json").write_text(json.dumps(data))
+    else:
+        print(json.dumps(composed.evaluate(search, triplets, args.method, args.weight), indent=2))
+
+
 def cmd_serve(args) -> None:
     from .app import serve
 
@@ -203,6 +229,33 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue after the last finished round")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=cmd_train)
+
+    co = sub.add_parser("composed", help="composed retrieval: reference image + modification text")
+    co_sub = co.add_subparsers(dest="what", required=True)
+    for name, text in (("search", "one composed query"), ("eval", "CIRR Recall@K and Recall_subset@K"),
+                       ("train", "train a combiner on CIRR triplets, with hard-negative rounds")):
+        x = co_sub.add_parser(name, help=text)
+        x.add_argument("collection", help="a collection of the split's images (e.g. `mosaic build cirr ...`)")
+        if name == "search":
+            x.add_argument("reference", help="reference image file or item id")
+            x.add_argument("text", help="the modification, e.g. 'the same dog but on a beach'")
+            x.add_argument("-k", type=int, default=10)
+        else:
+            x.add_argument("cirr", help="CIRR release folder (captions/cap.rc2.<split>.json)")
+            x.add_argument("--split", default="val" if name == "eval" else "train")
+        if name == "train":
+            x.add_argument("--out", type=Path, default=ARTIFACTS / "models" / "combiner.pt")
+            x.add_argument("--rounds", type=int, default=2, help="hard-negative rounds after the first")
+            x.add_argument("--epochs", type=int, default=20, help="epochs per round")
+            x.add_argument("--resume", action="store_true")
+            x.add_argument("--quiet", action="store_true")
+        else:
+            x.add_argument("--method", default="sum", choices=["sum", "slerp", "text", "combiner"])
+            x.add_argument("--weight", type=float, default=0.5, help="text weight for sum and slerp")
+            x.add_argument("--combiner", type=Path, help="a trained combiner (for --method combiner)")
+        if name == "eval":
+            x.add_argument("--submission", type=Path, help="write the CIRR test-server files here instead")
+        x.set_defaults(func=cmd_composed)
 
     a = sub.add_parser("serve", help="start the app (default: the bundled collection and all built ones)")
     a.add_argument("--collection", action="append", help="collection folder or name (repeat for several)")

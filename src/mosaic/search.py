@@ -62,8 +62,8 @@ class SearchService:
         self.exact = {name: ExactIndex(getattr(c, f"{name}_emb"), precision) for name in ("image", "text", "omni")}
         self.annoy = {name: AnnoyIndex(c.path / "index" / f"{file}.ann", c.image_emb.shape[1])
                       for name, file in (("image", "image"), ("text", "caption"), ("omni", "omni"))} if use_annoy else {}
-        tags = c.tags
-        self.tag_z = (tags - tags.mean(0)) / np.maximum(tags.std(0), 1e-6)
+        self.tag_mean, self.tag_std = c.tags.mean(0), np.maximum(c.tags.std(0), 1e-6)
+        self.tag_z = (c.tags - self.tag_mean) / self.tag_std
 
     # ---- queries -------------------------------------------------------------------------
     def image_to_image(self, image: Image.Image | str | int, k: int = 10, filters: dict | None = None) -> list[Hit]:
@@ -79,7 +79,7 @@ class SearchService:
         """Items matching a text, scored against image embeddings, captions, or the mean of both."""
         if target not in TARGETS:
             raise QueryError(f"Unknown target '{target}'. Use one of {', '.join(TARGETS)}.")
-        q = self._text_query(text)
+        q = self.text_query(text)
         rows_allowed = self.collection.filter_rows(filters)
         if target == "image":
             scores, rows = self._search("image", q, k, rows_allowed)
@@ -108,7 +108,7 @@ class SearchService:
         if not text.strip() and not tag_weights and not filters:
             raise QueryError("Give a text, a filter or a tag weight.")
         rows_allowed = self.collection.filter_rows(filters)
-        q = self._text_query(text) if text.strip() else None
+        q = self.text_query(text) if text.strip() else None
         if q is not None and rows_allowed is None and self.annoy:
             cand = np.unique(self.annoy["omni"].search(q, max(k * 20, 1000))[1][0])
         else:
@@ -128,6 +128,17 @@ class SearchService:
         hits = self._hits(cand[order], total[order])
         self._explain(text, q, hits, {n: v[order] for n, v in parts.items()}, mode="omni")
         return hits
+
+    def by_vector(self, q: np.ndarray, k: int = 10, exclude: tuple[int, ...] = ()) -> list[Hit]:
+        """Items whose image embeddings are closest to a query vector (e.g. a composed query),
+        leaving out the rows in `exclude`."""
+        scores, rows = self._search("image", q, k + len(exclude), None)
+        keep = [i for i, row in enumerate(rows) if row not in exclude][:k]
+        return self._hits(rows[keep], scores[keep])
+
+    def tag_profile(self, vectors: np.ndarray) -> np.ndarray:
+        """Tag z-scores of embeddings, on the same scale as the collection's items."""
+        return (np.asarray(vectors) @ self.collection.tag_emb.T - self.tag_mean) / self.tag_std
 
     def scene(self, scene: str, text: str = "") -> list[Hit]:
         """Every frame of a scene in order; with a text, each scored against it (image embeddings)."""
@@ -164,7 +175,7 @@ class SearchService:
         return c.rows_by_id[item]
 
     # ---- internals -----------------------------------------------------------------------
-    def _text_query(self, text: str) -> np.ndarray:
+    def text_query(self, text: str) -> np.ndarray:
         text = (text or "").strip()
         if not text:
             raise QueryError("The query is empty: type a few words describing the image you want.")

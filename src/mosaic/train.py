@@ -44,6 +44,48 @@ class TrainConfig:
     seed: int = 0
 
 
+class Rounds:
+    """An iterative training run on disk: its settings, each finished round's checkpoint and
+    entry in history.json, and the negatives mined for it; what `--resume` continues from."""
+
+    def __init__(self, work: Path, settings: dict, resume: bool):
+        if work.exists() and not resume:
+            raise CollectionError(f"{work} exists: use --resume to continue it, or remove it to start over.")
+        work.mkdir(parents=True, exist_ok=True)
+        self.work, self.file = work, work / "history.json"
+        self.history = json.loads(self.file.read_text()) if self.file.exists() else {"settings": settings, "rounds": []}
+        if self.history["settings"] != settings:
+            raise CollectionError(f"{work} was trained with other settings; remove it to start over.")
+
+    @property
+    def done(self) -> int:
+        return len(self.history["rounds"])
+
+    def restore(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        if self.done:
+            state = torch.load(self.work / f"round_{self.done - 1}.pt", weights_only=True)
+            model.load_state_dict(state["state"])
+            optimizer.load_state_dict(state["optimizer"])
+            log.info("resuming after round %d", self.done - 1)
+
+    def save_negatives(self, r: int, negatives: np.ndarray) -> None:
+        np.save(self.work / f"negatives_{r}.npy", negatives)
+
+    def finish(self, entry: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        torch.save({"state": model.state_dict(), "optimizer": optimizer.state_dict()},
+                   self.work / f"round_{entry['round']}.pt")
+        self.history["rounds"].append(entry)
+        write_json(self.file, self.history)
+
+
+def batches(rng: np.random.Generator, n: int, config, label: str, progress: bool):
+    """Shuffled index batches over `n` examples for `config.epochs` epochs, with a progress bar."""
+    for _ in tqdm(range(config.epochs), desc=label, unit="epoch", disable=not progress):
+        order = rng.permutation(n)
+        for lo in range(0, n, config.batch_size):
+            yield order[lo:lo + config.batch_size]
+
+
 def tower_features(c: Collection, work: Path, progress: bool = True) -> dict:
     """Frozen-tower outputs for every item's preview and every human caption (cached)."""
     cache = work / "features.npz"
@@ -110,14 +152,7 @@ def train(collection: str | Path, out: str | Path, config: TrainConfig, resume: 
     c = Collection.load(collection)
     out = Path(out)
     work = out.with_suffix("")
-    history_file = work / "history.json"
-    settings = {"collection": str(Path(collection)), "items": len(c), **asdict(config)}
-    if work.exists() and not resume:
-        raise CollectionError(f"{work} exists: use --resume to continue it, or remove it to start over.")
-    work.mkdir(parents=True, exist_ok=True)
-    history = json.loads(history_file.read_text()) if history_file.exists() else {"settings": settings, "rounds": []}
-    if history["settings"] != settings:
-        raise CollectionError(f"{work} was trained with other settings; remove it to start over.")
+    rounds = Rounds(work, {"collection": str(Path(collection)), "items": len(c), **asdict(config)}, resume)
 
     feats = tower_features(c, work, progress)
     images, texts = torch.from_numpy(feats["images"]), torch.from_numpy(feats["texts"])
@@ -130,42 +165,32 @@ def train(collection: str | Path, out: str | Path, config: TrainConfig, resume: 
     heads.image_mean.copy_(images[train_rows].mean(0))
     heads.image_std.copy_(images[train_rows].std(0) + 1e-6)
     optimizer = torch.optim.AdamW(heads.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    done = len(history["rounds"])
-    if done:
-        state = torch.load(work / f"round_{done - 1}.pt", weights_only=True)
-        heads.load_state_dict(state["state"])
-        optimizer.load_state_dict(state["optimizer"])
-        log.info("resuming after round %d", done - 1)
-    rng = np.random.default_rng(config.seed + done)
+    rounds.restore(heads, optimizer)
+    rng = np.random.default_rng(config.seed + rounds.done)
 
-    for r in range(done, config.rounds + 1):
+    for r in range(rounds.done, config.rounds + 1):
         negatives = None
         if r > 0 and config.negatives:
             negatives = mine(heads, images, texts[train_caps], owner[train_caps], train_rows, config.negatives)
-            np.save(work / f"negatives_{r}.npy", negatives)
+            rounds.save_negatives(r, negatives)
         losses = []
-        for _ in tqdm(range(config.epochs), desc=f"round {r}", unit="epoch", disable=not progress):
-            order = rng.permutation(len(train_caps))
-            for lo in range(0, len(order), config.batch_size):
-                batch = order[lo:lo + config.batch_size]
-                extra = None
-                if negatives is not None:  # one mined image per caption, never a batch positive
-                    picked = negatives[batch, rng.integers(0, config.negatives, len(batch))]
-                    extra = images[np.setdiff1d(picked, owner[train_caps[batch]])]
-                loss = info_nce(heads, images, texts[train_caps[batch]], owner[train_caps[batch]], extra)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.item())
+        for batch in batches(rng, len(train_caps), config, f"round {r}", progress):
+            extra = None
+            if negatives is not None:  # one mined image per caption, never a batch positive
+                picked = negatives[batch, rng.integers(0, config.negatives, len(batch))]
+                extra = images[np.setdiff1d(picked, owner[train_caps[batch]])]
+            loss = info_nce(heads, images, texts[train_caps[batch]], owner[train_caps[batch]], extra)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
         entry = {"round": r, "hard_negatives": negatives is not None, "loss": round(float(np.mean(losses[-20:])), 4),
                  "temperature": round(float(1 / heads.logit_scale.detach().exp()), 4),
                  "test": evaluate_heads(heads, images, texts, owner, test_rows)}
-        torch.save({"state": heads.state_dict(), "optimizer": optimizer.state_dict()}, work / f"round_{r}.pt")
-        history["rounds"].append(entry)
-        write_json(history_file, history)
+        rounds.finish(entry, heads, optimizer)
         log.info("round %d: loss %.3f, test t2i R@1 %.1f R@10 %.1f", r, entry["loss"],
                  entry["test"]["t2i"]["R@1"], entry["test"]["t2i"]["R@10"])
 
-    heads.save(out.with_suffix(".tmp"), history=history)
+    heads.save(out.with_suffix(".tmp"), history=rounds.history)
     shutil.move(out.with_suffix(".tmp"), out)
     return out
