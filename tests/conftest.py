@@ -1,6 +1,9 @@
 """Shared fixtures: the sample data in ../shared/data (or $MOSAIC_DATA) and collections built
 from it once per test session with the real offline models."""
+import contextlib
 import os
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,28 @@ def data_dir(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"sample data {path} not found: set MOSAIC_DATA to the folder holding {name}/")
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served(command: list[str], port: int, **popen):
+    """Run an app command until it says it serves on `port`, yield its URL, then stop it."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+    try:
+        for line in proc.stdout:
+            if f":{port}" in line:
+                break
+        else:
+            pytest.fail(f"{command} exited with {proc.wait()} before serving")
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 @pytest.fixture(scope="session")

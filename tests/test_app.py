@@ -2,25 +2,15 @@
 bundled default served by `python demo.py`, and one end-to-end run in headless Chromium."""
 import os
 import shutil
-import socket
-import subprocess
 import sys
 
 import pytest
+from gradio_client import Client, handle_file
 from PIL import Image
 
-from conftest import ROOT, data_dir
-
-gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
+from conftest import ROOT, data_dir, free_port, served
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -148,21 +138,11 @@ def test_bad_input_gets_a_message_and_the_server_stays_up(client, tmp_path):
 def test_demo_py_builds_and_serves_the_default_collection(tmp_path):
     port = free_port()
     env = {**os.environ, "MOSAIC_ARTIFACTS": str(tmp_path / "artifacts"), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "demo.py"), "--port", str(port)], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        for line in proc.stdout:
-            if f"127.0.0.1:{port}" in line:
-                break
-        else:
-            pytest.fail(f"demo.py exited with {proc.wait()} before serving")
-        _, hits = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
-            "skimage", "a cat with green eyes", "both", 3, -1, api_name="/caption_search")
-        assert hits[0]["id"] == "chelsea"
-        assert (tmp_path / "artifacts" / "skimage" / "manifest.json").exists()
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    with served([sys.executable, str(ROOT / "demo.py"), "--port", str(port)], port, env=env, cwd=tmp_path) as url:
+        _, hits = Client(url, verbose=False).predict("skimage", "a cat with green eyes", "both", 3, -1,
+                                                     api_name="/caption_search")
+    assert hits[0]["id"] == "chelsea"
+    assert (tmp_path / "artifacts" / "skimage" / "manifest.json").exists()
 
 
 @pytest.mark.browser

@@ -73,7 +73,10 @@ def cmd_search(args) -> None:
             print(f"{'':>47}why: {why}{' | ' if why and tags else ''}{tags}")
 
 
-def _collection_path(name: str) -> Path:
+def _collection_path(name: str) -> Path | str:
+    """A collection folder, a name under the artifacts folder, or hf://user/repo (kept as is)."""
+    if name.startswith("hf://"):
+        return name
     path = Path(name)
     return path if path.exists() or path.is_absolute() else ARTIFACTS / name
 
@@ -144,6 +147,17 @@ def cmd_composed(args) -> None:
             (args.submission / f"{args.split}_{args.method}_{name}.json").write_text(json.dumps(data))
     else:
         print(json.dumps(composed.evaluate(search, triplets, args.method, args.weight), indent=2))
+
+
+def cmd_publish(args) -> None:
+    from .publish import publish
+
+    options = {} if args.what == "space" else {"license": args.license}
+    if args.what == "captions":
+        options.update(images=args.images, embeddings=args.embeddings)
+    source = args.collection if args.what == "space" and args.collection.startswith("hf://") else \
+        str(_collection_path(args.collection))
+    print(publish(args.what, source, args.repo, args.out, args.dry_run, **options))
 
 
 def cmd_serve(args) -> None:
@@ -256,6 +270,23 @@ def parser() -> argparse.ArgumentParser:
         if name == "eval":
             x.add_argument("--submission", type=Path, help="write the CIRR test-server files here instead")
         x.set_defaults(func=cmd_composed)
+
+    pb = sub.add_parser("publish", help="push captions, a collection or the app to the Hugging Face Hub")
+    pb_sub = pb.add_subparsers(dest="what", required=True)
+    for name, text in (("captions", "a collection's generated captions as a dataset"),
+                       ("collection", "a whole collection, loadable as hf://user/repo"),
+                       ("space", "the app as a Gradio Space serving a collection")):
+        x = pb_sub.add_parser(name, help=text)
+        x.add_argument("collection", help="collection folder or name" + (", or hf://user/repo" if name == "space" else ""))
+        x.add_argument("--repo", help="user/name of the Hub repository to create or update")
+        x.add_argument("--dry-run", action="store_true", help="only write the files that would be uploaded")
+        x.add_argument("--out", type=Path, help="folder for those files (needed with --dry-run)")
+        if name != "space":
+            x.add_argument("--license", default="other", help="license of the dataset card (default: other)")
+        if name == "captions":
+            x.add_argument("--images", action="store_true", help="include the previews (datasets Image feature)")
+            x.add_argument("--embeddings", action="store_true", help="include the image embeddings")
+        x.set_defaults(func=cmd_publish)
 
     a = sub.add_parser("serve", help="start the app (default: the bundled collection and all built ones)")
     a.add_argument("--collection", action="append", help="collection folder or name (repeat for several)")

@@ -142,6 +142,11 @@ class Collection:
 
     @classmethod
     def load(cls, path: str | Path) -> "Collection":
+        """A collection from its folder, or from a Hub dataset repository given as hf://user/repo."""
+        if str(path).startswith("hf://"):
+            from .hub import download_dataset
+
+            path = download_dataset(str(path).removeprefix("hf://"))
         path = Path(path)
         manifest = read_manifest(path)
         if manifest is None:
@@ -178,12 +183,15 @@ class Collection:
         """Metadata of one item (its generated caption under 'caption')."""
         return self.metadata.slice(row, 1).to_pylist()[0]
 
-    def thumbnail(self, row: int) -> Image.Image:
-        """The item's stored JPEG preview."""
+    def thumbnail_bytes(self, row: int) -> bytes:
+        """The item's stored JPEG preview, encoded."""
         start, end = np.load(self.path / "thumbs.npy", mmap_mode="r")[row:row + 2]
         with open(self.path / "thumbs.bin", "rb") as f:
             f.seek(int(start))
-            return Image.open(io.BytesIO(f.read(int(end - start)))).convert("RGB")
+            return f.read(int(end - start))
+
+    def thumbnail(self, row: int) -> Image.Image:
+        return Image.open(io.BytesIO(self.thumbnail_bytes(row))).convert("RGB")
 
     def item_captions(self, row: int) -> list[str]:
         return [self.captions["text"][int(i)].as_py() for i in np.flatnonzero(self.caption_items == row)]

@@ -56,3 +56,13 @@ def load_streaming(repo: str, split: str):
         return load_dataset(repo, split=split, streaming=True)
     except Exception as e:  # noqa: BLE001 - surfaced as one clear message
         raise unavailable(f"Dataset '{repo}'", e) from e
+
+
+def download_dataset(repo: str) -> str:
+    """A local snapshot of a Hub dataset repository (from the cache when offline)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo, repo_type="dataset", local_files_only=not reachable())
+    except Exception as e:  # noqa: BLE001 - surfaced as one clear message
+        raise unavailable(f"Dataset repository '{repo}'", e) from e
