@@ -4,7 +4,6 @@ SearchService, this module only turns its hits into galleries and explanations."
 from __future__ import annotations
 
 import html
-import logging
 import math
 from functools import wraps
 from pathlib import Path
@@ -17,8 +16,6 @@ from .composed import ComposedSearch
 from .hub import HubUnavailable
 from .search import TARGETS, QueryError, SearchService
 from .sources import SourceError, read_query_image
-
-log = logging.getLogger("mosaic")
 
 USER_ERRORS = (CollectionError, HubUnavailable, QueryError, SourceError)
 PAGE_SIZE = 24
