@@ -50,13 +50,11 @@ def cmd_build(args) -> None:
 
 def cmd_search(args) -> None:
     from .search import SearchService
-    from .sources import read_query_image
 
     service = SearchService(_collection_path(args.collection), index=args.index, precision=args.precision)
     filters, weights = _filters(args.filter), _weights(args.tag)
     if args.image:
-        query = read_query_image(args.image) if Path(args.image).is_file() else args.image
-        hits = service.image_to_image(query, args.k, filters)
+        hits = service.image_to_image(_image_or_id(args.image), args.k, filters)
     elif weights or args.mode == "omni":
         hits = service.omni(args.text or "", args.k, filters, weights)
     else:
@@ -71,6 +69,13 @@ def cmd_search(args) -> None:
         print(f"{rank:>4}  {h.score:7.3f}  {h.id[:32]:<32} {h.caption}")
         if why or tags:
             print(f"{'':>47}why: {why}{' | ' if why and tags else ''}{tags}")
+
+
+def _image_or_id(value: str):
+    """An image file given on the command line, opened; anything else is an item id."""
+    from .sources import read_query_image
+
+    return read_query_image(value) if Path(value).is_file() else value
 
 
 def _collection_path(name: str) -> Path | str:
@@ -126,7 +131,6 @@ def cmd_train(args) -> None:
 def cmd_composed(args) -> None:
     from . import composed
     from .search import SearchService
-    from .sources import read_query_image
 
     service = SearchService(_collection_path(args.collection))
     if args.what == "train":
@@ -136,8 +140,7 @@ def cmd_composed(args) -> None:
         return
     search = composed.ComposedSearch(service, args.combiner)
     if args.what == "search":
-        ref = read_query_image(args.reference) if Path(args.reference).is_file() else args.reference
-        hits = search.search(ref, args.text, args.method, args.k, args.weight)
+        hits = search.search(_image_or_id(args.reference), args.text, args.method, args.k, args.weight)
         print(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
         return
     triplets = composed.load_cirr(args.cirr, args.split)
@@ -155,9 +158,7 @@ def cmd_publish(args) -> None:
     options = {} if args.what == "space" else {"license": args.license}
     if args.what == "captions":
         options.update(images=args.images, embeddings=args.embeddings)
-    source = args.collection if args.what == "space" and args.collection.startswith("hf://") else \
-        str(_collection_path(args.collection))
-    print(publish(args.what, source, args.repo, args.out, args.dry_run, **options))
+    print(publish(args.what, str(_collection_path(args.collection)), args.repo, args.out, args.dry_run, **options))
 
 
 def cmd_serve(args) -> None:

@@ -183,9 +183,13 @@ class Collection:
         """Metadata of one item (its generated caption under 'caption')."""
         return self.metadata.slice(row, 1).to_pylist()[0]
 
+    @cached_property
+    def _thumb_offsets(self) -> np.ndarray:
+        return np.load(self.path / "thumbs.npy", mmap_mode="r")
+
     def thumbnail_bytes(self, row: int) -> bytes:
         """The item's stored JPEG preview, encoded."""
-        start, end = np.load(self.path / "thumbs.npy", mmap_mode="r")[row:row + 2]
+        start, end = self._thumb_offsets[row:row + 2]
         with open(self.path / "thumbs.bin", "rb") as f:
             f.seek(int(start))
             return f.read(int(end - start))
@@ -200,6 +204,11 @@ class Collection:
     def caption_items(self) -> np.ndarray:
         """The item row of every caption."""
         return self.captions["item"].to_numpy()
+
+    @cached_property
+    def human_captions(self) -> np.ndarray:
+        """The rows of the captions written by people (not generated), in caption order."""
+        return np.flatnonzero(np.asarray(self.captions["kind"].to_pylist()) == "human")
 
     def filter_fields(self) -> dict[str, list]:
         """Metadata fields usable as filters, with their values (fields with few distinct values)."""

@@ -48,15 +48,21 @@ class Pairs:
     owner: np.ndarray  # (n_captions,) image index (into `images`) of each caption
 
     @classmethod
-    def from_collection(cls, c: Collection, split: str = "all") -> "Pairs":
-        rows = split_rows(c.ids(), split)
-        human = np.flatnonzero(np.asarray(c.captions["kind"].to_pylist()) == "human")
-        human = human[np.isin(c.caption_items[human], rows)]
-        if not len(human):
-            raise ValueError(f"Collection '{c.name}' has no human captions to evaluate with.")
-        position = np.full(len(c), -1)
+    def of_items(cls, images, texts, owner: np.ndarray, rows: np.ndarray) -> "Pairs":
+        """The items `rows` of all `images`, and those of all `texts` whose `owner` item is one
+        of them (owners renumbered to positions in `rows`)."""
+        keep = np.flatnonzero(np.isin(owner, rows))
+        position = np.full(len(images), -1)
         position[rows] = np.arange(len(rows))
-        return cls(np.asarray(c.image_emb[rows]), np.asarray(c.text_emb[human]), position[c.caption_items[human]])
+        return cls(np.asarray(images[rows]), np.asarray(texts[keep]), position[owner[keep]])
+
+    @classmethod
+    def from_collection(cls, c: Collection, split: str = "all") -> "Pairs":
+        human = c.human_captions
+        pairs = cls.of_items(c.image_emb, c.text_emb[human], c.caption_items[human], split_rows(c.ids(), split))
+        if not len(pairs.texts):
+            raise ValueError(f"Collection '{c.name}' has no human captions to evaluate with.")
+        return pairs
 
 
 def relevant_ranks(scores: np.ndarray, relevant: list[np.ndarray], pool: int | None,

@@ -61,9 +61,9 @@ def captions_folder(c: Collection, out: Path, images: bool = False, embeddings: 
 
     rows = c.metadata.to_pylist()
     human = [[] for _ in rows]
-    for item, text, kind in zip(c.caption_items, c.captions["text"].to_pylist(), c.captions["kind"].to_pylist()):
-        if kind == "human":
-            human[item].append(text)
+    texts = c.captions["text"].to_pylist()
+    for i in c.human_captions:
+        human[c.caption_items[i]].append(texts[i])
     for row, (record, captions) in enumerate(zip(rows, human)):
         record["human_captions"] = captions
         if embeddings:

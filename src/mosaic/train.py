@@ -91,7 +91,7 @@ def tower_features(c: Collection, work: Path, progress: bool = True) -> dict:
     cache = work / "features.npz"
     if cache.exists():
         return dict(np.load(cache))
-    human = np.flatnonzero(np.asarray(c.captions["kind"].to_pylist()) == "human")
+    human = c.human_captions
     if not len(human):
         raise CollectionError(f"Collection '{c.name}' has no human captions to train on.")
     encoder = LiteEncoder()
@@ -135,13 +135,9 @@ def mine(heads: Heads, images: torch.Tensor, texts: torch.Tensor, owner: np.ndar
 def evaluate_heads(heads: Heads, images: torch.Tensor, texts: torch.Tensor, owner: np.ndarray,
                    rows: np.ndarray) -> dict:
     """Both directions over the items `rows` (all of them as candidates)."""
-    keep = np.isin(owner, rows)
-    position = np.full(len(images), -1)
-    position[rows] = np.arange(len(rows))
     heads.eval()
     with torch.no_grad():
-        pairs = Pairs(heads.embed_images(images[rows]).numpy(), heads.embed_texts(texts[keep]).numpy(),
-                      position[owner[keep]])
+        pairs = Pairs.of_items(heads.embed_images(images).numpy(), heads.embed_texts(texts).numpy(), owner, rows)
     heads.train()
     return directions(pairs)
 

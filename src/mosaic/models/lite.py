@@ -163,11 +163,11 @@ class Heads(torch.nn.Module):
         torch.save({"config": self.config, "state": self.state_dict(), **extra}, path)
 
     @classmethod
-    def load(cls, path) -> tuple["Heads", dict]:
+    def load(cls, path) -> "Heads":
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         heads = cls(**ckpt["config"])
         heads.load_state_dict(ckpt["state"])
-        return heads.eval(), ckpt
+        return heads.eval()
 
 
 class LiteEncoder(DualEncoder):
@@ -183,7 +183,7 @@ class LiteEncoder(DualEncoder):
         self.heads = None
         if checkpoint:
             try:
-                self.heads = Heads.load(checkpoint)[0].to(self.device)
+                self.heads = Heads.load(checkpoint).to(self.device)
             except (OSError, KeyError, RuntimeError) as e:
                 raise ValueError(f"lite:{checkpoint} is not a checkpoint written by `mosaic train` ({e}).") from None
         self.dim = self.heads.config["dim"] if self.heads else self.text.dim
