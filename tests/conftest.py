@@ -73,3 +73,14 @@ def wikiart(tmp_path_factory, wikiart_dir):
     out = build(BuildConfig("wikiart", str(wikiart_dir), model="lite", captioner="labels"),
                 tmp_path_factory.mktemp("c") / "wikiart", progress=False)
     return SearchService(out)
+
+
+@pytest.fixture(scope="session")
+def humor_model(tmp_path_factory):
+    """A humor model trained by the CLI on 400 Humicroedit rows for one epoch (two dev evaluations)."""
+    from mosaic import cli
+
+    out = tmp_path_factory.mktemp("humor") / "model"
+    cli.main(["humor", "train", str(data_dir("humicroedit")), "--limit", "400", "--dev-limit", "150",
+              "--epochs", "1", "--max-length", "48", "--out", str(out), "--quiet"])
+    return out

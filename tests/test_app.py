@@ -22,11 +22,11 @@ def driving(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(flickr, driving):
+def server(flickr, driving, humor_model):
     from mosaic.app import serve
 
     port = free_port()
-    demo = serve([flickr.collection.path, driving], host="127.0.0.1", port=port, block=False)
+    demo = serve([flickr.collection.path, driving], host="127.0.0.1", port=port, block=False, humor=humor_model)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 
@@ -43,7 +43,7 @@ def no_tags():
 def test_every_tab_is_an_endpoint(client):
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     assert {"/image_search", "/caption_search", "/omni_search", "/composed_search", "/browse", "/item_details",
-            "/scene_search", "/scene_frame"} <= set(endpoints)
+            "/scene_search", "/scene_frame", "/humor_score"} <= set(endpoints)
 
 
 def test_caption_search_returns_an_explained_gallery(client, flickr):
@@ -108,6 +108,25 @@ def test_scene_search_marks_the_best_frames_on_the_timeline(client):
     assert timeline.count("title=\"frame ") == 39 and "best matches" in timeline
     image, info, timeline = client.predict("driving", frames, 5, api_name="/scene_frame")
     assert "scene-0061/0005" in info and "frame 6 of 39" in timeline and os.path.exists(image)
+    frames, _, timeline = client.predict("flickr", "", "", api_name="/scene_search")
+    assert frames == [] and "no scenes" in timeline
+
+
+def test_humor_tab_ranks_explained_answers_for_a_text_or_image_prompt(client, flickr_dir):
+    answers = ["Senate eats the budget", "Senate passes the budget", "Senate passes the penguin"]
+    page, scores = client.predict("Senate passes the budget", None, "\n".join(answers) + "\n\n", api_name="/humor_score")
+    ranked = scores["ranked"]
+    assert sorted(r["answer"] for r in ranked) == sorted(answers)
+    assert [r["score"] for r in ranked] == sorted((r["score"] for r in ranked), reverse=True)
+    assert all(0 <= r["score"] <= 3 and len(r["words"]) == len(r["answer"].split()) for r in ranked)
+    assert page.index(ranked[0]["answer"]) < page.index(ranked[-1]["answer"]) and "chip" in page
+    image = sorted((flickr_dir / "images").iterdir())[0]
+    _, scores = client.predict("", handle_file(str(image)), "the dog is the boss", api_name="/humor_score")
+    assert scores["prompt"].startswith("a photo of")  # the image was captioned into the prompt
+    for args, message in ((("a prompt", None, "  "), "at least one answer"),
+                          (("a prompt", None, "x" * 600), "At most 20 answers")):
+        with pytest.raises(Exception, match=message):
+            client.predict(*args, api_name="/humor_score")
 
 
 def test_bad_input_gets_a_message_and_the_server_stays_up(client, tmp_path):
@@ -141,6 +160,8 @@ def test_demo_py_builds_and_serves_the_default_collection(tmp_path):
     with served([sys.executable, str(ROOT / "demo.py"), "--port", str(port)], port, env=env, cwd=tmp_path) as url:
         _, hits = Client(url, verbose=False).predict("skimage", "a cat with green eyes", "both", 3, -1,
                                                      api_name="/caption_search")
+        with pytest.raises(Exception, match="No humor model is loaded"):
+            Client(url, verbose=False).predict("a prompt", None, "an answer", api_name="/humor_score")
     assert hits[0]["id"] == "chelsea"
     assert (tmp_path / "artifacts" / "skimage" / "manifest.json").exists()
 
@@ -169,5 +190,12 @@ def test_search_in_headless_chromium(server, tmp_path):
         why.wait_for(timeout=30_000)
         assert "Query words" in why.inner_text() and "dog" in page.locator(".why .query-words").inner_text()
         page.screenshot(path=tmp_path / "why.png", full_page=True)
+        page.get_by_role("tab", name="Humor").click()
+        page.get_by_label("Prompt", exact=True).fill("Senate passes the budget")
+        page.get_by_label("Answers, one per line").fill("Senate eats the budget\nSenate passes the penguin")
+        page.get_by_role("button", name="Score", exact=True).click()
+        ranked = page.locator(".humor li")
+        ranked.first.wait_for(timeout=60_000)
+        assert ranked.count() == 2 and "penguin" in page.locator(".humor").inner_text()
         browser.close()
     assert (tmp_path / "why.png").stat().st_size > 50_000

@@ -1,6 +1,7 @@
 """The Mosaic app: a tab per search mode, browsing and scene playback over one or more
-collections. Every tab is also an API endpoint (gradio_client); all scoring happens in
-SearchService, this module only turns its hits into galleries and explanations."""
+collections, and humor scoring. Every tab is also an API endpoint (gradio_client); all scoring
+happens in SearchService and HumorModel, this module only turns their answers into galleries,
+rankings and explanations."""
 from __future__ import annotations
 
 import html
@@ -14,6 +15,8 @@ import numpy as np
 from .collection import CollectionError
 from .composed import ComposedSearch
 from .hub import HubUnavailable
+from .humor import HumorModel
+from .models import load_captioner
 from .search import TARGETS, QueryError, SearchService
 from .sources import SourceError, read_query_image
 
@@ -22,12 +25,15 @@ PAGE_SIZE = 24
 TAG_SLOTS = 3  # tag + weight pairs in the Omni tab
 MARKED_FRAMES = 3  # frames marked on a scene's timeline as the best matches
 FRAME_SECONDS = 0.25  # scene playback: one frame every quarter of a second
+MAX_ANSWERS, MAX_ANSWER_CHARS = 20, 500  # per Humor request
 
 
 class Library:
-    """The collections the app serves, by name, each loaded once with its search service."""
+    """The collections the app serves, by name, each loaded once with its search service, and
+    the humor model when there is one."""
 
-    def __init__(self, paths: list[str | Path]):
+    def __init__(self, paths: list[str | Path], humor: str | Path | None = None):
+        self.humor = HumorModel.load(humor) if humor else None
         self.services: dict[str, SearchService] = {}
         for path in paths:
             service = SearchService(path)
@@ -125,6 +131,15 @@ def why_html(hits: list[dict] | None, index: int) -> str:
     return "".join(out) + "</div>"
 
 
+def humor_html(prompt: str, ranked: list[dict]) -> str:
+    """Answers ranked by score, each with its words shaded by how much they add to it."""
+    out = [f'<div class="humor"><p><b>Prompt</b>: {html.escape(prompt)}</p><ol>']
+    for r in ranked:
+        out.append(f'<li><b>{r["score"]:.2f}</b> {html.escape(r["answer"])}<br><small>words (score lost without '
+                   f'each)</small>: {_chips([(w["word"], w["contribution"]) for w in r["words"]], "34,197,94", "{:+.2f}")}</li>')
+    return "".join(out) + "</ol></div>"
+
+
 def timeline_html(frames: list[dict] | None, current: int) -> str:
     """A scene's frames as a strip: bar height = match score, the best matches marked, the
     frame on screen outlined."""
@@ -213,13 +228,13 @@ def build_app(library: Library) -> gr.Blocks:
     def scene_search(collection, scene, text):
         service = library[collection]
         if not scene and not service.collection.scenes:
-            return [], gr.Slider(minimum=0, maximum=0, value=0), "<p>This collection has no scenes.</p>"
+            return [], gr.Slider(minimum=0, maximum=1, value=0), "<p>This collection has no scenes.</p>"
         hits = service.scene(scene or "", text or "")
         scored = bool((text or "").strip())
         best = set(sorted(range(len(hits)), key=lambda i: -hits[i].score)[:MARKED_FRAMES]) if scored else set()
         frames = [{"row": h.row, "id": h.id, "score": h.score if scored else None, "match": i in best}
                   for i, h in enumerate(hits)]
-        return frames, gr.Slider(minimum=0, maximum=max(len(frames) - 1, 0), value=0), timeline_html(frames, 0)
+        return frames, gr.Slider(minimum=0, maximum=max(len(frames) - 1, 1), value=0), timeline_html(frames, 0)
 
     @user_errors
     def scene_frame(collection, frames, index):
@@ -232,6 +247,22 @@ def build_app(library: Library) -> gr.Blocks:
         return (service.collection.thumbnail(d["row"]), f"**{d['id']}**{score}: {d['caption']}",
                 timeline_html(frames, index))
 
+    @user_errors
+    def humor_score(prompt, upload, answers):
+        if library.humor is None:
+            raise QueryError("No humor model is loaded: train one with `mosaic humor train` and start the app "
+                             "with --humor <its folder> (default: artifacts/models/humor).")
+        lines = [a.strip() for a in (answers or "").splitlines() if a.strip()]
+        prompt = (prompt or "").strip()
+        if upload and not prompt:
+            prompt = load_captioner("auto").caption([read_query_image(upload)])[0]
+        if not prompt or not lines:
+            raise QueryError("Give a prompt (text, or an image to caption) and at least one answer, one per line.")
+        if len(lines) > MAX_ANSWERS or max(map(len, lines)) > MAX_ANSWER_CHARS:
+            raise QueryError(f"At most {MAX_ANSWERS} answers of up to {MAX_ANSWER_CHARS} characters each.")
+        ranked = library.humor.rank(prompt, lines)
+        return humor_html(prompt, ranked), {"prompt": prompt, "ranked": ranked}
+
     def on_collection(collection):
         service = library[collection]
         choices = filter_choices(service)
@@ -242,7 +273,8 @@ def build_app(library: Library) -> gr.Blocks:
 
     with gr.Blocks(title="Mosaic", analytics_enabled=False) as demo:
         gr.Markdown("# Mosaic\nSearch an image collection by image, by text, or by text with filters and "
-                    "tags; browse it; play its driving scenes. Click a result to see why it matched.")
+                    "tags; browse it; play its driving scenes; rate how funny answers are. Click a result to see "
+                    "why it matched.")
         with gr.Row():
             collection = gr.Dropdown(names, value=names[0], label="Collection", scale=2)
             k = gr.Slider(1, 50, value=12, step=1, label="Results (top k)", scale=2)
@@ -401,6 +433,23 @@ def build_app(library: Library) -> gr.Blocks:
                     return index + 1, gr.Timer(active=True)
                 timer.tick(step, [position, frames], [position, timer], api_visibility="private")
 
+            with gr.Tab("Humor", id="humor"):
+                if library.humor is None:
+                    gr.Markdown("No humor model is loaded. Train one with `mosaic humor train` (see the README) "
+                                "and start the app with `--humor <folder>`.")
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        h_prompt = gr.Textbox(label="Prompt", placeholder="a headline, or leave empty and give an image")
+                        h_upload = gr.File(label="...or a prompt image (captioned first)", file_types=["image"],
+                                           type="filepath")
+                        h_answers = gr.Textbox(label="Answers, one per line", lines=5)
+                        h_go = gr.Button("Score", variant="primary")
+                    with gr.Column(scale=2):
+                        h_out = gr.HTML()
+                        with gr.Accordion("Scores as JSON", open=False):
+                            h_json = gr.JSON(label="scores")
+                h_go.click(humor_score, [h_prompt, h_upload, h_answers], [h_out, h_json], api_name="humor_score")
+
         collection.change(on_collection, collection, [o_filters, b_filters, *slots[::2], scene, page],
                           api_visibility="private").then(
             browse, browse_inputs, browse_outputs, api_visibility="private")
@@ -411,9 +460,9 @@ def build_app(library: Library) -> gr.Blocks:
 
 
 def serve(paths: list[str | Path], host: str | None = None, port: int | None = None,
-          block: bool = True) -> gr.Blocks:
-    """Load the collections and start the app (host/port default to Gradio's, or
-    GRADIO_SERVER_NAME / GRADIO_SERVER_PORT as on Hugging Face Spaces)."""
-    demo = build_app(Library(paths))
+          block: bool = True, humor: str | Path | None = None) -> gr.Blocks:
+    """Load the collections (and the humor model) and start the app (host/port default to
+    Gradio's, or GRADIO_SERVER_NAME / GRADIO_SERVER_PORT as on Hugging Face Spaces)."""
+    demo = build_app(Library(paths, humor))
     demo.queue().launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block)
     return demo

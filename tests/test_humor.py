@@ -1,0 +1,178 @@
+"""Humor scoring on the real Humicroedit sample with the packaged MiniLM backbone; training runs
+on small subsets only (the full run is bench/humor_training.py)."""
+import csv
+import json
+
+import numpy as np
+import pytest
+from conftest import data_dir
+
+from mosaic import cli, humor
+from mosaic.hub import HubUnavailable
+
+
+@pytest.fixture(scope="module")
+def data():
+    return data_dir("humicroedit")
+
+
+@pytest.fixture(scope="module")
+def sets(data):
+    return humor.load_examples(str(data / "train.csv")), humor.load_examples(str(data / "dev.csv"))
+
+
+@pytest.fixture(scope="module")
+def model_dir(humor_model):
+    return humor_model
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    return humor.HumorModel.load(model_dir)
+
+
+def test_humicroedit_rows_become_prompt_answer_score(sets):
+    train, dev = sets
+    assert (len(train), len(dev)) == (9652, 2419)
+    first = train[0]
+    assert first.prompt == "France is ‘ hunting down its citizens who joined Isis ’ without trial in Iraq"
+    assert first.answer == "France is ‘ hunting down its citizens who joined twins ’ without trial in Iraq"
+    assert first.score == pytest.approx(0.2)
+    assert not any("<" in e.prompt and "/>" in e.prompt for e in train)
+    assert all(0 <= e.score <= 3 for e in train + dev)
+
+
+def test_funlines_quirks(data, sets):
+    funlines = humor.load_examples(str(data / "train_funlines.csv"))
+    assert len(funlines) == 8248 - 152  # rows whose judges were lost (grades "0") are dropped
+    assert all(0 <= e.score <= 3 for e in funlines)
+    main = sets[0]
+    shifted = humor.recenter(funlines, main, (0.0, 3.0))
+    assert np.mean([e.score for e in funlines]) > np.mean([e.score for e in main]) + 0.2
+    assert np.mean([e.score for e in shifted]) == pytest.approx(np.mean([e.score for e in main]), abs=0.02)
+
+
+def test_generic_tables_with_text_or_image_prompts(tmp_path, data_dir_flickr):
+    image = sorted((data_dir_flickr / "images").iterdir())[0]
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / image.name).write_bytes(image.read_bytes())
+    rows = [{"odai": "", "pic": f"pics/{image.name}", "boke": "it is plotting something", "stars": 3.5},
+            {"odai": "Why is the cat late?", "pic": "", "boke": "traffic on the keyboard", "stars": 1}]
+    (tmp_path / "bokete.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    examples = humor.load_examples(str(tmp_path / "bokete.jsonl"), prompt="odai", answer="boke", score="stars",
+                                   image="pic", captioner="labels")
+    assert examples[0].prompt.startswith("a photo of")  # the image was captioned
+    assert examples[1] == humor.Example("Why is the cat late?", "traffic on the keyboard", 1.0)
+
+    with open(tmp_path / "plain.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["prompt", "answer"], ["a prompt", "an answer"]])
+    assert humor.load_examples(str(tmp_path / "plain.csv"), need_scores=False)[0].score is None
+    with pytest.raises(humor.HumorDataError, match="needs a score"):
+        humor.load_examples(str(tmp_path / "plain.csv"))
+    with pytest.raises(humor.HumorDataError, match="needs an 'answer' column"):
+        humor.load_examples(str(tmp_path / "bokete.jsonl"))
+    with pytest.raises(humor.HumorDataError, match="No such data file"):
+        humor.load_examples(str(tmp_path / "missing.csv"))
+
+
+@pytest.fixture
+def data_dir_flickr():
+    return data_dir("flickr8k-1k")
+
+
+def test_metrics_on_hand_computed_predictions():
+    y = np.array([0.0, 1.0, 2.0, 3.0])
+    perfect = humor.metrics(y, y, (0, 3))
+    assert perfect["rmse"] == 0 and perfect["r2"] == 1 and perfect["accuracy"] == 1 and perfect["macro_f1"] == 1
+    assert perfect["confusion"] == np.eye(4, dtype=int).tolist()
+    m = humor.metrics(y, np.array([1.0, 1.0, 1.0, 1.4]), (0, 3))
+    assert m["rmse"] == pytest.approx(np.sqrt((1 + 0 + 1 + 1.6 ** 2) / 4))
+    assert m["mae"] == pytest.approx((1 + 0 + 1 + 1.6) / 4)
+    assert m["r2"] == pytest.approx(1 - (1 + 0 + 1 + 1.6 ** 2) / 5)
+    assert m["accuracy"] == 0.25  # every prediction rounds to grade 1; only the true 1 is right
+    assert m["confusion"] == [[0, 1, 0, 0], [0, 1, 0, 0], [0, 1, 0, 0], [0, 1, 0, 0]]
+    assert m["macro_f1"] == pytest.approx((2 * 1 / (2 + 3)) / 4)
+    assert m["spearman"] == pytest.approx(3 / np.sqrt(15))  # ranks 2,2,2,4 against 1,2,3,4
+
+
+def test_tfidf_ridge_beats_the_mean_on_dev(sets):
+    train, dev = sets
+    y = np.array([e.score for e in dev])
+    mean = humor.rmse(y, np.full(len(y), np.mean([e.score for e in train])))
+    assert humor.rmse(y, humor.tfidf_ridge(train, dev)) < mean - 0.005
+
+
+def test_training_saves_a_small_adapter_that_reloads_exactly(model_dir, model, sets):
+    history = json.loads((model_dir / "history.json").read_text())
+    saved = json.loads((model_dir / "humor.json").read_text())
+    assert len(history["evaluations"]) == 2 and (model_dir / "history.png").stat().st_size > 0
+    assert history["best_dev_rmse"] == min(e["dev_rmse"] for e in history["evaluations"]) == saved["dev_rmse"]
+    assert (model_dir / "adapter_model.safetensors").stat().st_size < 5e6
+    assert saved["config"]["backbone"] == "minilm" and saved["config"]["lora_r"] == 16
+    dev = sets[1][:150]
+    scores = model.predict([e.prompt for e in dev], [e.answer for e in dev])
+    assert humor.rmse([e.score for e in dev], scores) == pytest.approx(saved["dev_rmse"], abs=1e-5)
+    assert ((0 <= scores) & (scores <= 3)).all() and np.ptp(scores) > 0
+
+
+def test_the_model_fits_what_it_is_trained_on(tmp_path, sets):
+    """LoRA and the head together can learn: 96 headlines, trained on repeatedly, are scored far
+    better than by their mean."""
+    train = sets[0][:96]
+    config = humor.HumorConfig(backbone="minilm", epochs=10, max_length=48, lr=2e-3, patience=100, evals_per_epoch=1)
+    humor.train(train, train[:32], tmp_path, config, progress=False)
+    y = np.array([e.score for e in train])
+    fitted = humor.HumorModel.load(tmp_path).predict([e.prompt for e in train], [e.answer for e in train])
+    assert humor.rmse(y, fitted) < 0.7 * humor.rmse(y, np.full(len(y), y.mean()))
+
+
+def test_a_time_limit_stops_training_and_keeps_the_adapter(tmp_path, sets):
+    config = humor.HumorConfig(backbone="minilm", epochs=3, max_length=32)
+    history = humor.train(sets[0][:64], sets[1][:16], tmp_path, config, max_minutes=0, progress=False)
+    assert history["stopped"] == "time" and len(history["evaluations"]) == 1
+    assert humor.HumorModel.load(tmp_path).predict(["a"], ["b"]).shape == (1,)
+
+
+def test_explanations_are_leave_one_out_differences(model):
+    prompt = "Trump meets with Putin in Helsinki"
+    answer = "Trump meets with penguins in Helsinki"
+    score, parts = model.explain(prompt, answer)
+    assert [p["word"] for p in parts] == answer.split()
+    without = model.predict([prompt], ["Trump meets with in Helsinki"])[0]
+    assert parts[3]["contribution"] == pytest.approx(score - without, abs=1e-5)
+    ranked = model.rank(prompt, [answer, prompt, "Trump dances with Putin in Helsinki"])
+    assert [r["score"] for r in ranked] == sorted((r["score"] for r in ranked), reverse=True)
+
+
+def test_cli_eval_prints_metrics_beside_the_baselines(model_dir, data, tmp_path, capsys):
+    cli.main(["humor", "eval", str(model_dir), str(data / "dev.csv"), "--limit", "300",
+              "--json", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    for word in ("rmse", "spearman", "macro_f1", "train mean", "tf-idf + ridge", "confusion matrix"):
+        assert word in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["examples"] == 300 and set(report["results"]) == {"model", "train mean", "tf-idf + ridge"}
+    assert sum(map(sum, report["results"]["model"]["confusion"])) == 300
+
+
+def test_cli_score_writes_scores_and_words(model_dir, tmp_path, capsys):
+    with open(tmp_path / "in.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["prompt", "answer"], ["Senate passes the budget", "Senate eats the budget"],
+                                 ["Storm hits the coast", "Storm hugs the coast"]])
+    cli.main(["humor", "score", str(model_dir), str(tmp_path / "in.csv"), "--explain"])
+    out = capsys.readouterr().out.strip()
+    rows = list(csv.DictReader(open(out)))
+    assert [r["answer"] for r in rows] == ["Senate eats the budget", "Storm hugs the coast"]
+    assert all(0 <= float(r["score"]) <= 3 and r["words"].count(":") == 3 for r in rows)
+
+
+def test_bad_input_and_offline_backbones_get_clear_errors(tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit, match="not a humor model"):
+        cli.main(["humor", "score", str(tmp_path), str(tmp_path / "x.csv")])
+    with pytest.raises(SystemExit):
+        cli.parser().parse_args(["humor", "train", "x", "--scale", "4-1"])
+    assert "should look like 0-3" in capsys.readouterr().err
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(HubUnavailable, match="HF_HUB_OFFLINE is set"):
+        humor.HumorModel(humor.HumorConfig(backbone=humor.ONLINE_BACKBONE))
+    assert humor.HumorModel(humor.HumorConfig()).config.backbone == "minilm"  # auto, offline
