@@ -218,7 +218,7 @@ def plot(report: dict, folder: Path) -> list[Path]:
         ax.set(xscale="log", xlabel="candidates per query", title=f"{direction} R@10", ylabel="R@10 (%)")
         ax.legend()
     fig.suptitle(title)
-    paths.append(_save(fig, folder / "recall_vs_candidates.png"))
+    paths.append(save_figure(fig, folder / "recall_vs_candidates.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for direction in ("t2i", "i2t"):
@@ -228,7 +228,7 @@ def plot(report: dict, folder: Path) -> list[Path]:
     ax.set(xscale="log", xlabel="embedding dims (PCA on the train split)", ylabel="recall (%)",
            title=f"{title}\n{report['candidates']} candidates")
     ax.legend()
-    paths.append(_save(fig, folder / "recall_vs_dims.png"))
+    paths.append(save_figure(fig, folder / "recall_vs_dims.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for a in report["annoy"]:
@@ -237,11 +237,11 @@ def plot(report: dict, folder: Path) -> list[Path]:
     ax.set(xscale="log", xlabel="ms per query (one query at a time)", ylabel="t2i R@10 (%)",
            title=f"{title}\nall images as candidates")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
-    paths.append(_save(fig, folder / "recall_vs_latency.png"))
+    paths.append(save_figure(fig, folder / "recall_vs_latency.png"))
     return paths
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     import matplotlib.pyplot as plt

