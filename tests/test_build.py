@@ -83,6 +83,27 @@ def test_killed_build_resumes_to_the_same_collection(tmp_path, flickr_dir, caplo
     assert [s["records"] for s in a.manifest["shards"]] == [32] * 5
 
 
+def test_ray_engine_builds_the_same_collection_on_a_local_cluster(tmp_path, flickr_dir):
+    import ray
+    from ray._private.state import actors  # the state API proper needs the dashboard
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
+    try:
+        on_ray = build(flickr_config(flickr_dir, 96), tmp_path / "ray", progress=False, engine="ray", workers=2)
+        workers = [a for a in actors().values() if "_RayShardWorker" in a["ActorClassName"]]
+    finally:
+        ray.shutdown()
+    assert len(workers) == 2  # the shards were processed by the actor pool
+    local = build(flickr_config(flickr_dir, 96), tmp_path / "local", progress=False)
+    a, b = Collection.load(on_ray), Collection.load(local)
+    assert a.ids() == b.ids() and len(a) == 96
+    assert a.captions.equals(b.captions) and a.metadata.equals(b.metadata)
+    for name in ("image_emb", "text_emb", "omni_emb", "tags"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), atol=1e-5)
+    assert a.manifest["shards"] == b.manifest["shards"]
+    assert (on_ray / "thumbs.bin").read_bytes() == (local / "thumbs.bin").read_bytes()
+
+
 def test_corrupt_huge_and_wrong_files_are_skipped_and_reported(tmp_path, flickr_dir):
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -1,17 +1,37 @@
 import numpy as np
 import pytest
-
-from mosaic.index import AnnoyIndex, ExactIndex, build_annoy, quantize
-from mosaic.index.exact import _unpack_int4
 import torch
 
+from mosaic.index import AnnoyIndex, ExactIndex, build_annoy, quantize
 
-def test_int4_codes_pack_and_unpack_exactly():
-    x = np.random.default_rng(0).normal(size=(10, 9)).astype(np.float32)
-    codes, scale = quantize(x, "int4")
-    assert codes.shape == (10, 5) and codes.dtype == np.uint8
-    unpacked = _unpack_int4(torch.from_numpy(codes), 9).numpy()
-    np.testing.assert_array_equal(unpacked, np.clip(np.rint(x / scale), -7, 7))
+
+@pytest.mark.parametrize("precision", ["int8", "int4"])
+@pytest.mark.parametrize("n_queries", [3, 20])  # int4 unpacks for many queries, not for a few
+def test_integer_products_match_the_dequantized_vectors(precision, n_queries):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 9)).astype(np.float32)  # an odd dimension: int4 pads a nibble
+    q = rng.normal(size=(n_queries, 9)).astype(np.float32)
+    codes, scale = quantize(x, precision)
+    if precision == "int4":
+        assert codes.shape == (50, 5) and codes.dtype == np.int8
+        high = codes >> 4
+        codes = np.concatenate([codes - 16 * high - 8, high], 1)[:, :9]
+        assert np.abs(codes).max() <= 7
+    dequantized = codes * scale
+    # the query is quantized to int8 too: its error is at most half a step per coordinate
+    tolerance = np.abs(q).max(1, keepdims=True) / 127 * np.abs(dequantized).sum(1)
+    error = np.abs(ExactIndex(x, precision).scores(q) - q @ dequantized.T)
+    assert (error <= tolerance / 2 + 1e-4).all()
+
+
+def test_chunked_search_equals_one_product():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(5000, 16)).astype(np.float32)
+    for precision in ("fp32", "int8"):
+        s1, i1 = ExactIndex(x, precision).search(x[:7], 5)
+        s2, i2 = ExactIndex(x, precision, chunk=1024).search(x[:7], 5)
+        np.testing.assert_array_equal(i1, i2)
+        np.testing.assert_allclose(s1, s2, rtol=1e-6)
 
 
 def test_quantized_exact_search_agrees_with_fp32_on_real_embeddings(flickr):
@@ -43,3 +63,39 @@ def test_annoy_finds_what_exact_finds(flickr, tmp_path):
     s_e, e = ExactIndex(vectors).search(vectors[:50], 10)
     assert np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a, e)]) >= 0.9
     np.testing.assert_allclose(s_a[:, 0], s_e[:, 0], atol=1e-3)
+
+
+def test_two_stage_top_k_equals_torch_top_k():
+    from mosaic.index.exact import _topk
+
+    s = torch.from_numpy(np.random.default_rng(2).normal(size=(4, 100_000)).astype(np.float32))
+    values, ids = _topk(s, 10)
+    reference = torch.topk(s, 10, dim=1)
+    assert torch.equal(values, reference.values) and torch.equal(ids, reference.indices)
+
+
+@pytest.mark.parametrize("on_ray", [False, True])
+def test_sharded_index_answers_like_one_index(tmp_path, on_ray):
+    from mosaic.index import ShardedIndex
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2500, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    np.save(tmp_path / "v.npy", x)
+    q, rows = x[:5] + 0.1, np.arange(100, 2500, 7)
+    if on_ray:
+        import ray
+
+        ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        sharded = ShardedIndex(tmp_path / "v.npy", 1000, "int8", ray=on_ray)
+        assert len(sharded.shards) == 3
+        for restrict in (None, rows):
+            s1, i1 = sharded.search(q, 10, restrict)
+            s2, i2 = ExactIndex(x, "int8").search(q, 10, restrict)
+            np.testing.assert_array_equal(i1, i2)
+            np.testing.assert_allclose(s1, s2, rtol=1e-5)
+            np.testing.assert_allclose(sharded.scores(q, restrict), ExactIndex(x, "int8").scores(q, restrict), rtol=1e-5)
+    finally:
+        if on_ray:
+            ray.shutdown()

@@ -104,3 +104,15 @@ def test_annoy_and_exact_services_agree(flickr):
     a = [h.row for h in annoy.text_to_image("children playing in the snow", k=5, target="image")]
     e = [h.row for h in flickr.text_to_image("children playing in the snow", k=5, target="image")]
     assert len(set(a) & set(e)) >= 4
+
+
+def test_sharded_service_answers_like_one_index(flickr):
+    from mosaic.search import SearchService
+
+    sharded = SearchService(flickr.collection, flickr.encoder, shard_rows=128)
+    assert len(sharded.exact["image"].shards) == 3  # 300 items
+    for target in ("image", "both"):
+        a = sharded.text_to_image("a dog jumping into a pool", k=8, target=target)
+        b = flickr.text_to_image("a dog jumping into a pool", k=8, target=target)
+        assert [h.row for h in a] == [h.row for h in b]
+        np.testing.assert_allclose([h.score for h in a], [h.score for h in b], rtol=1e-5)

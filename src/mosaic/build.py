@@ -3,11 +3,17 @@
 Records are read lazily in a fixed order and processed one shard at a time; each finished shard
 is written atomically and recorded in the manifest. A killed build, run again with the same
 arguments, skips the records of finished shards and carries on; a finished one is left alone.
+
+Shards are processed in this process (engine "local") or by a pool of Ray actors, each holding
+the models (engine "ray", on a local or multi-node Ray cluster). Either way the driver writes the
+same shards in the same order, so the collection is the same.
 """
 from __future__ import annotations
 
 import itertools
 import logging
+import os
+import pickle
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,6 +31,8 @@ from .stages import Vocabulary, concat_columns, process_batch
 log = logging.getLogger("mosaic")
 
 DEFAULT_VOCAB = {"wikiart": "art", "wikiart-hub": "art", "driving": "driving"}
+ENGINES = ("local", "ray")
+RAY_WINDOW = 64  # shards handed to the Ray actor pool at a time (records are listed a window ahead)
 
 
 @dataclass
@@ -51,8 +59,14 @@ class BuildConfig:
         return d
 
 
-def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progress: bool = True) -> Path:
-    """Build (or resume, or leave alone when finished) the collection described by `config`."""
+def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progress: bool = True,
+          engine: str = "local", workers: int | None = None) -> Path:
+    """Build (or resume, or leave alone when finished) the collection described by `config`.
+
+    `engine` "ray" runs the stages in `workers` Ray actors (default: one per CPU of the cluster,
+    or one per GPU when it has GPUs) on the cluster at $RAY_ADDRESS, or on a local one."""
+    if engine not in ENGINES:
+        raise ValueError(f"Unknown engine '{engine}'. Use one of {', '.join(ENGINES)}.")
     out = Path(out)
     config.vocab = config.vocab or DEFAULT_VOCAB.get(config.source, "photos")
     config.model = resolve_encoder(config.model)
@@ -77,24 +91,92 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progres
     out.mkdir(parents=True, exist_ok=True)
     manifest = manifest or _new_manifest(out, config)
 
-    encoder = load_encoder(config.model)
-    captioner = None if config.captioner == "none" else load_captioner(config.captioner)
-    vocab = Vocabulary.load(config.vocab)
-    tag_emb = encoder.encode_texts(vocab.prompts)
-    manifest.update(dim=encoder.dim, vocabulary=vocab.names)
+    models = _load_models(config)
+    manifest.update(dim=models[0].dim, vocabulary=Vocabulary.load(config.vocab).names)
 
     done = sum(s["records"] for s in manifest["shards"])
+    chunks = _chunks(itertools.islice(records, done, None), config.shard_size)
+    shards = _ray_shards(chunks, config, workers) if engine == "ray" else (
+        (len(chunk), *process_shard(chunk, config, *models)) for chunk in chunks)
     bar = tqdm(total=config.limit, initial=done, unit="img", desc=f"building {out.name}", disable=not progress)
     started, built = time.perf_counter(), 0
-    for chunk in _chunks(itertools.islice(records, done, None), config.shard_size):
-        built += _write_shard(out, manifest, chunk, config, encoder, captioner, tag_emb)
-        bar.update(len(chunk))
+    for records_read, items, columns, skipped in shards:
+        _write_shard(out, manifest, records_read, items, columns, skipped)
+        built += len(items)
+        bar.update(records_read)
     bar.close()
     elapsed = time.perf_counter() - started
-    _finish(out, manifest, config, tag_emb)
+    _finish(out, manifest, config, models[2])
     log.info("built %s: %d items (%d new this run, %.1f images/s)", out, manifest["counts"]["items"],
              built, built / elapsed if elapsed else 0.0)
     return out
+
+
+def _load_models(config: BuildConfig) -> tuple:
+    """(encoder, captioner or None, tag prompt embeddings)."""
+    encoder = load_encoder(config.model)
+    captioner = None if config.captioner == "none" else load_captioner(config.captioner)
+    return encoder, captioner, encoder.encode_texts(Vocabulary.load(config.vocab).prompts)
+
+
+def process_shard(records: list, config: BuildConfig, encoder, captioner, tag_emb: np.ndarray) -> tuple:
+    """Decode and process one shard's records: (items, columns, skipped). Images are decoded one
+    batch at a time, so memory holds a batch of pixels, not a shard; unreadable ones are skipped."""
+    items, parts, skipped = [], [], []
+    for batch in _chunks(records, config.batch_size):
+        images, texts = [], []
+        for r in batch:
+            try:
+                images.append(load_image(r.image, config.max_pixels))
+            except Exception as e:  # noqa: BLE001 - any unreadable image is skipped and reported
+                skipped.append({"id": r.id, "reason": f"{type(e).__name__}: {e}"[:300]})
+                continue
+            items.append({"id": r.id, **r.metadata})
+            texts.append(r.texts)
+        if images:
+            parts.append(process_batch(images, texts, encoder, captioner, tag_emb))
+    return items, concat_columns(parts, encoder.dim, len(tag_emb)), skipped
+
+
+class _RayShardWorker:
+    """A Ray actor holding the models; each call processes whole shards (pickled record lists)."""
+
+    def __init__(self, config: dict, threads: int):
+        import torch
+
+        torch.set_num_threads(threads)
+        self.config = BuildConfig(**config)
+        self.models = _load_models(self.config)
+
+    def __call__(self, batch: dict) -> dict:
+        done = [pickle.dumps((len(rs), *process_shard(rs, self.config, *self.models)))
+                for rs in map(pickle.loads, batch["records"])]
+        return {"shard": np.array(done, dtype=object)}
+
+
+def _ray_shards(chunks, config: BuildConfig, workers: int | None):
+    """(records read, items, columns, skipped) for each shard, in order, from a Ray actor pool."""
+    try:
+        import ray
+    except ImportError:
+        raise coll.CollectionError("--engine ray needs Ray: pip install 'ray[data]'.") from None
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), logging_level=logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # our progress bar counts the shards
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # shards are written in record order
+    context.enable_progress_bars = False
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    workers = workers or gpus or max(1, int(resources.get("CPU", 1)))
+    threads = max(1, int(resources.get("CPU", 1)) // workers)
+    for window in _chunks(chunks, RAY_WINDOW):
+        ds = ray.data.from_items([{"records": pickle.dumps(c)} for c in window], override_num_blocks=len(window))
+        ds = ds.map_batches(_RayShardWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
+                            fn_constructor_kwargs={"config": asdict(config), "threads": threads},
+                            num_cpus=threads, num_gpus=1 if gpus else 0)
+        for row in ds.iter_rows():
+            yield pickle.loads(row["shard"])
 
 
 def _chunks(iterable, size: int):
@@ -120,33 +202,14 @@ def _new_manifest(out: Path, config: BuildConfig) -> dict:
     return manifest
 
 
-def _write_shard(out: Path, manifest: dict, records: list, config: BuildConfig, encoder, captioner,
-                 tag_emb: np.ndarray) -> int:
-    """Decode, process and write one shard; returns the number of images it kept.
-
-    Images are decoded one batch at a time, so memory holds a batch of pixels, not a shard."""
-    items, parts, skipped = [], [], []
-    for batch in _chunks(records, config.batch_size):
-        images, texts = [], []
-        for r in batch:
-            try:
-                images.append(load_image(r.image, config.max_pixels))
-            except Exception as e:  # noqa: BLE001 - any unreadable image is skipped and reported
-                skipped.append({"id": r.id, "reason": f"{type(e).__name__}: {e}"[:300]})
-                continue
-            items.append({"id": r.id, **r.metadata})
-            texts.append(r.texts)
-        if images:
-            parts.append(process_batch(images, texts, encoder, captioner, tag_emb))
-    columns = concat_columns(parts, encoder.dim, len(tag_emb))
+def _write_shard(out: Path, manifest: dict, records_read: int, items: list, columns: dict, skipped: list) -> None:
     index = len(manifest["shards"])
     coll.write_shard(out / "shards" / f"{index:05d}", items, columns)
-    manifest["shards"].append({"index": index, "records": len(records), "items": len(items)})
+    manifest["shards"].append({"index": index, "records": records_read, "items": len(items)})
     manifest["skipped"].extend(skipped)
     for s in skipped:
         log.warning("skipped %s: %s", s["id"], s["reason"])
     coll.write_json(out / "manifest.json", manifest)
-    return len(items)
 
 
 def _finish(out: Path, manifest: dict, config: BuildConfig, tag_emb: np.ndarray) -> None:

@@ -45,14 +45,15 @@ def cmd_build(args) -> None:
                          model=args.model, captioner=args.captioner, vocab=args.vocab,
                          shard_size=args.shard_size, batch_size=args.batch_size, options=options)
     out = args.out or ARTIFACTS / (args.name or Path(args.path or args.source).name)
-    build(config, out, overwrite=args.overwrite, progress=not args.quiet)
+    build(config, out, overwrite=args.overwrite, progress=not args.quiet, engine=args.engine, workers=args.workers)
     print(out)
 
 
 def cmd_search(args) -> None:
     from .search import SearchService
 
-    service = SearchService(_collection_path(args.collection), index=args.index, precision=args.precision)
+    service = SearchService(_collection_path(args.collection), index=args.index, precision=args.precision,
+                            shard_rows=args.shard_rows, ray=args.ray)
     filters, weights = _filters(args.filter), _weights(args.tag)
     if args.image:
         hits = service.image_to_image(_image_or_id(args.image), args.k, filters)
@@ -272,6 +273,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--vocab", help="tag vocabulary: art, driving, photos or a JSON file")
     b.add_argument("--shard-size", type=int, default=256)
     b.add_argument("--batch-size", type=int, default=32)
+    b.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="run the stages here, or in Ray actors (the cluster at $RAY_ADDRESS, else a local one)")
+    b.add_argument("--workers", type=int, help="with --engine ray: actors (default: one per CPU, or per GPU)")
     b.add_argument("--overwrite", action="store_true", help="rebuild from scratch")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_build)
@@ -287,6 +291,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("-k", type=int, default=10)
     s.add_argument("--index", default="auto", choices=["auto", "exact", "annoy"])
     s.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "int4"])
+    s.add_argument("--shard-rows", type=int, help="exact indexes in shards of N rows, merged at query time")
+    s.add_argument("--ray", action="store_true", help="with --shard-rows: shards held by Ray actors ($RAY_ADDRESS)")
     s.add_argument("--json", action="store_true", help="print hits as JSON")
     s.set_defaults(func=cmd_search)
 

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from .collection import Collection, CollectionError
-from .index import AnnoyIndex, ExactIndex
+from .index import AnnoyIndex, ExactIndex, ShardedIndex
 from .models import DualEncoder, load_encoder
 
 TARGETS = ("image", "caption", "both")
@@ -48,10 +48,13 @@ class SearchService:
     """Queries over one collection: image->image, text->image (images, captions or both), omni.
 
     `index` picks the candidate index: "exact", "annoy", or "auto" (exact up to `exact_limit`
-    items, Annoy above). Filtered queries always search exactly over the filtered rows."""
+    items, Annoy above). Filtered queries always search exactly over the filtered rows.
+    `shard_rows` splits the exact indexes into shards of that many rows, merged at query time;
+    with `ray` the shards are held by Ray actors across a cluster."""
 
     def __init__(self, collection: Collection | str | Path, encoder: DualEncoder | None = None,
-                 index: str = "auto", precision: str = "fp32", exact_limit: int = 200_000):
+                 index: str = "auto", precision: str = "fp32", exact_limit: int = 200_000,
+                 shard_rows: int | None = None, ray: bool = False):
         self.collection = collection if isinstance(collection, Collection) else Collection.load(collection)
         c = self.collection
         self.encoder = encoder or load_encoder(c.manifest["models"]["encoder"])
@@ -59,7 +62,8 @@ class SearchService:
             raise CollectionError(f"{c.path} holds {c.image_emb.shape[1]}-d embeddings but the model "
                                   f"{self.encoder.spec} makes {self.encoder.dim}-d ones.")
         use_annoy = index == "annoy" or (index == "auto" and len(c) > exact_limit)
-        self.exact = {name: ExactIndex(getattr(c, f"{name}_emb"), precision) for name in ("image", "text", "omni")}
+        self.exact = {name: ShardedIndex(c.path / f"{name}_emb.npy", shard_rows, precision, ray) if shard_rows
+                      else ExactIndex(getattr(c, f"{name}_emb"), precision) for name in ("image", "text", "omni")}
         self.annoy = {name: AnnoyIndex(c.path / "index" / f"{file}.ann", c.image_emb.shape[1])
                       for name, file in (("image", "image"), ("text", "caption"), ("omni", "omni"))} if use_annoy else {}
         self.tag_mean, self.tag_std = c.tags.mean(0), np.maximum(c.tags.std(0), 1e-6)

@@ -2,9 +2,11 @@
 
 `ExactIndex` scores every vector (one matrix product + top-k, on CUDA when present) from fp32,
 fp16, int8 or int4 storage; `AnnoyIndex` is approximate and memory-mapped from disk.
-Both return (scores, ids): cosine similarities and row numbers, best first.
+`ShardedIndex` splits exact search over row ranges (here or in Ray actors) and merges the results.
+All return (scores, ids): cosine similarities and row numbers, best first.
 """
 from .annoy_index import AnnoyIndex, build_annoy
 from .exact import PRECISIONS, ExactIndex, quantize
+from .sharded import ShardedIndex
 
-__all__ = ["AnnoyIndex", "ExactIndex", "PRECISIONS", "build_annoy", "quantize"]
+__all__ = ["AnnoyIndex", "ExactIndex", "PRECISIONS", "ShardedIndex", "build_annoy", "quantize"]
