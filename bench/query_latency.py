@@ -2,8 +2,9 @@
 rescore, explain, fetch the hits' metadata) at 10k, 100k and 1M items, with the offline encoder.
 
 The collections are synthetic: clustered vectors of the encoder's size stand for the image, caption
-(one per item) and omni embeddings, so one Annoy index serves all three; tag scores are real
-(the vectors against the encoded tag prompts). The service picks its index as it does for real
+(one per item) and omni embeddings, so one Annoy index serves all three; each item's caption is
+another item's vector, so, as in a real collection, the caption and image candidates differ.
+Tag scores are real (the vectors against the encoded tag prompts). The service picks its index as it does for real
 collections: exact up to 200k items, Annoy above. Prints p50/p95 and writes JSON.
 
     python bench/query_latency.py [--sizes 10000 100000 1000000] [--json bench/results/query_latency.json]
@@ -44,7 +45,7 @@ def synthetic_collection(folder: Path, n: int, encoder, vocab: Vocabulary) -> Pa
     captions = [" ".join(rng.choice(WORDS, 6)) for _ in range(n)]
     folder.mkdir(parents=True)
     pq.write_table(pa.table({"id": [f"item{i:07d}" for i in range(n)], "caption": captions}), folder / "metadata.parquet")
-    pq.write_table(pa.table({"item": np.arange(n), "text": captions, "kind": ["generated"] * n}),
+    pq.write_table(pa.table({"item": rng.permutation(n), "text": captions, "kind": ["generated"] * n}),
                    folder / "captions.parquet")
     tag_emb = encoder.encode_texts(vocab.prompts)
     for name in ("image_emb", "text_emb", "omni_emb"):

@@ -15,7 +15,7 @@ def clustered(n: int, queries: int, dim: int = 512, clusters: int = 1000, seed: 
         m = min(chunk, n + queries - lo)
         x = centres[rng.integers(0, clusters, m)] + rng.standard_normal((m, dim), dtype=np.float32) / np.sqrt(dim)
         out[lo:lo + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return out[:n], out[n:]
+    return out[:n], out[n:].copy()  # a copy: the caller can free the vectors
 
 
 def recall(ids: np.ndarray, reference: np.ndarray) -> float:

@@ -20,7 +20,7 @@ def test_integer_products_match_the_dequantized_vectors(precision, n_queries):
     dequantized = codes * scale
     # the query is quantized to int8 too: its error is at most half a step per coordinate
     tolerance = np.abs(q).max(1, keepdims=True) / 127 * np.abs(dequantized).sum(1)
-    error = np.abs(ExactIndex(x, precision).scores(q) - q @ dequantized.T)
+    error = np.abs(ExactIndex(x, precision, device="cpu").scores(q) - q @ dequantized.T)
     assert (error <= tolerance / 2 + 1e-4).all()
 
 
@@ -28,8 +28,8 @@ def test_chunked_search_equals_one_product():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(5000, 16)).astype(np.float32)
     for precision in ("fp32", "int8"):
-        s1, i1 = ExactIndex(x, precision).search(x[:7], 5)
-        s2, i2 = ExactIndex(x, precision, chunk=1024).search(x[:7], 5)
+        s1, i1 = ExactIndex(x, precision, device="cpu").search(x[:7], 5)
+        s2, i2 = ExactIndex(x, precision, device="cpu", chunk=1024).search(x[:7], 5)
         np.testing.assert_array_equal(i1, i2)
         np.testing.assert_allclose(s1, s2, rtol=1e-6)
 
@@ -72,6 +72,8 @@ def test_two_stage_top_k_equals_torch_top_k():
     values, ids = _topk(s, 10)
     reference = torch.topk(s, 10, dim=1)
     assert torch.equal(values, reference.values) and torch.equal(ids, reference.indices)
+    assert _topk(s[:, :5], 10)[1].shape == (4, 5)  # k beyond the row: all of it
+    assert torch.equal(_topk(s[:, :99_999], 10)[1], torch.topk(s[:, :99_999], 10, dim=1).indices)
 
 
 @pytest.mark.parametrize("on_ray", [False, True])

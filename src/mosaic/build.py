@@ -6,7 +6,8 @@ arguments, skips the records of finished shards and carries on; a finished one i
 
 Shards are processed in this process (engine "local") or by a pool of Ray actors, each holding
 the models (engine "ray", on a local or multi-node Ray cluster). Either way the driver writes the
-same shards in the same order, so the collection is the same.
+same shards in the same order, so the collection is the same (embeddings up to float rounding:
+actors may use other thread counts or devices) and resumes the same way.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ log = logging.getLogger("mosaic")
 
 DEFAULT_VOCAB = {"wikiart": "art", "wikiart-hub": "art", "driving": "driving"}
 ENGINES = ("local", "ray")
-RAY_WINDOW = 64  # shards handed to the Ray actor pool at a time (records are listed a window ahead)
+RAY_WINDOW = 256  # shards handed to a Ray actor pool at a time (its actors load the models once)
 
 
 @dataclass
@@ -67,6 +68,8 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progres
     or one per GPU when it has GPUs) on the cluster at $RAY_ADDRESS, or on a local one."""
     if engine not in ENGINES:
         raise ValueError(f"Unknown engine '{engine}'. Use one of {', '.join(ENGINES)}.")
+    if engine == "ray":
+        _start_ray()
     out = Path(out)
     config.vocab = config.vocab or DEFAULT_VOCAB.get(config.source, "photos")
     config.model = resolve_encoder(config.model)
@@ -92,12 +95,12 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progres
     manifest = manifest or _new_manifest(out, config)
 
     models = _load_models(config)
-    manifest.update(dim=models[0].dim, vocabulary=Vocabulary.load(config.vocab).names)
+    manifest.update(dim=models[0].dim, vocabulary=models[3].names)
 
     done = sum(s["records"] for s in manifest["shards"])
     chunks = _chunks(itertools.islice(records, done, None), config.shard_size)
     shards = _ray_shards(chunks, config, workers) if engine == "ray" else (
-        (len(chunk), *process_shard(chunk, config, *models)) for chunk in chunks)
+        (len(chunk), *process_shard(chunk, config, *models[:3])) for chunk in chunks)
     bar = tqdm(total=config.limit, initial=done, unit="img", desc=f"building {out.name}", disable=not progress)
     started, built = time.perf_counter(), 0
     for records_read, items, columns, skipped in shards:
@@ -113,10 +116,11 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progres
 
 
 def _load_models(config: BuildConfig) -> tuple:
-    """(encoder, captioner or None, tag prompt embeddings)."""
+    """(encoder, captioner or None, tag prompt embeddings, vocabulary)."""
     encoder = load_encoder(config.model)
     captioner = None if config.captioner == "none" else load_captioner(config.captioner)
-    return encoder, captioner, encoder.encode_texts(Vocabulary.load(config.vocab).prompts)
+    vocab = Vocabulary.load(config.vocab)
+    return encoder, captioner, encoder.encode_texts(vocab.prompts), vocab
 
 
 def process_shard(records: list, config: BuildConfig, encoder, captioner, tag_emb: np.ndarray) -> tuple:
@@ -146,7 +150,7 @@ class _RayShardWorker:
 
         torch.set_num_threads(threads)
         self.config = BuildConfig(**config)
-        self.models = _load_models(self.config)
+        self.models = _load_models(self.config)[:3]
 
     def __call__(self, batch: dict) -> dict:
         done = [pickle.dumps((len(rs), *process_shard(rs, self.config, *self.models)))
@@ -154,22 +158,33 @@ class _RayShardWorker:
         return {"shard": np.array(done, dtype=object)}
 
 
-def _ray_shards(chunks, config: BuildConfig, workers: int | None):
-    """(records read, items, columns, skipped) for each shard, in order, from a Ray actor pool."""
+def _start_ray() -> None:
+    """Connect to the cluster at $RAY_ADDRESS, or start a local one."""
     try:
         import ray
     except ImportError:
         raise coll.CollectionError("--engine ray needs Ray: pip install 'ray[data]'.") from None
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), logging_level=logging.WARNING)
+
+
+def _ray_shards(chunks, config: BuildConfig, workers: int | None):
+    """(records read, items, columns, skipped) for each shard, in order, from a Ray actor pool."""
+    import ray
+
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # our progress bar counts the shards
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # shards are written in record order
     context.enable_progress_bars = False
-    resources = ray.cluster_resources()
-    gpus = int(resources.get("GPU", 0))
-    workers = workers or gpus or max(1, int(resources.get("CPU", 1)))
-    threads = max(1, int(resources.get("CPU", 1)) // workers)
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    gpus = int(sum(n.get("GPU", 0) for n in nodes))
+    cpus = int(sum(n.get("CPU", 0) for n in nodes))
+    workers = workers or gpus or max(1, cpus)
+    if workers > (gpus or cpus):
+        raise coll.CollectionError(f"--workers {workers} is more than the cluster's {gpus or cpus} "
+                                   f"{'GPUs' if gpus else 'CPUs'}.")
+    # CPU threads per actor: a fair share, and no more than the smallest node has
+    threads = max(1, min(cpus // workers, int(min(n.get("CPU", 1) for n in nodes))))
     for window in _chunks(chunks, RAY_WINDOW):
         ds = ray.data.from_items([{"records": pickle.dumps(c)} for c in window], override_num_blocks=len(window))
         ds = ds.map_batches(_RayShardWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),

@@ -40,6 +40,8 @@ def _weights(pairs: list[str]) -> dict:
 def cmd_build(args) -> None:
     from .build import BuildConfig, build
 
+    if args.workers and args.engine != "ray":
+        raise SystemExit("error: --workers sets the number of Ray actors: use it with --engine ray.")
     options = {k: v for k, v in (("images", args.images), ("split", args.split)) if v}
     config = BuildConfig(source=args.source, path=args.path, limit=args.limit, seed=args.seed,
                          model=args.model, captioner=args.captioner, vocab=args.vocab,
@@ -52,6 +54,8 @@ def cmd_build(args) -> None:
 def cmd_search(args) -> None:
     from .search import SearchService
 
+    if args.ray and not args.shard_rows:
+        raise SystemExit("error: --ray holds index shards in Ray actors: give --shard-rows too.")
     service = SearchService(_collection_path(args.collection), index=args.index, precision=args.precision,
                             shard_rows=args.shard_rows, ray=args.ray)
     filters, weights = _filters(args.filter), _weights(args.tag)

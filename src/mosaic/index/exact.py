@@ -3,7 +3,7 @@
 On the CPU, int8 and int4 codes are multiplied as integers (int8 x int8 -> int32, with the query
 quantized to int8 as well), so they read 4x / 8x fewer bytes than fp32 and run faster than it. On
 CUDA every precision is computed in fp16; storage larger than half the GPU's free memory stays in
-pinned host memory and streams to the GPU one chunk at a time.
+host memory and is copied to the GPU one chunk at a time.
 """
 from __future__ import annotations
 
@@ -21,33 +21,39 @@ def quantize(x: np.ndarray, precision: str) -> tuple[np.ndarray, np.ndarray | No
     """Codes and per-row scales for `precision` (scales are None for float storage).
 
     int8 and int4 are symmetric per-row: x ~= codes * scale, with codes in [-127, 127] or [-7, 7].
-    int4 packs two codes per byte, dimension j + 8 in the low nibble and dimension j + dim/2 in
-    the high one, so a byte read as int8 is low + 16 * high: an arithmetic shift recovers the high
-    half, and the low half never needs unpacking (see `_products`). dim/2 bytes a row."""
-    x = np.asarray(x, np.float32)
+    int4 packs two codes per byte: the code of dimension j, plus 8, in the low nibble and the code
+    of dimension j + dim/2 in the high one, so the byte read as int8 is (low + 8) + 16 * high: an
+    arithmetic shift recovers the high codes, and few-query products need no unpacking (see
+    `_products`). dim/2 bytes a row. Rows are quantized a block at a time, so memory holds the
+    codes and one block of temporaries, also for a memory-mapped input."""
     if precision == "fp32":
-        return x, None
+        return np.asarray(x, np.float32), None
     if precision == "fp16":
-        return x.astype(np.float16), None
+        return np.asarray(x, np.float16), None
     levels = LEVELS.get(precision)
     if levels is None:
         raise ValueError(f"Unknown precision '{precision}'. Use one of {', '.join(PRECISIONS)}.")
-    scale = np.maximum(np.abs(x).max(axis=1, keepdims=True), 1e-12) / levels
-    codes = np.clip(np.rint(x / scale), -levels, levels).astype(np.int8)
-    if precision == "int4":
-        if codes.shape[1] % 2:
-            codes = np.pad(codes, ((0, 0), (0, 1)))
-        half = codes.shape[1] // 2
-        codes = (codes[:, :half] + 8 + 16 * codes[:, half:].astype(np.int16)).astype(np.int8)
-    return codes, scale.astype(np.float32)
+    n, dim = x.shape
+    half = (dim + 1) // 2
+    codes = np.empty((n, dim if precision == "int8" else half), np.int8)
+    scale = np.empty((n, 1), np.float32)
+    for lo in range(0, n, 65536):
+        block = np.asarray(x[lo:lo + 65536], np.float32)
+        s = np.maximum(np.abs(block).max(axis=1, keepdims=True), 1e-12) / levels
+        c = np.clip(np.rint(block / s), -levels, levels).astype(np.int8)
+        if precision == "int4":
+            c = np.pad(c, ((0, 0), (0, 2 * half - dim)))
+            c = (c[:, :half] + 8 + 16 * c[:, half:].astype(np.int16)).astype(np.int8)
+        codes[lo:lo + 65536], scale[lo:lo + 65536] = c, s
+    return codes, scale
 
 
 class ExactIndex:
     """Brute-force cosine search over quantized storage, chunked so memory stays bounded.
 
-    With int8/int4 storage, `rerank` x k candidates are rescored against `vectors` as given
-    (a collection's memory-mapped fp32 file stays on disk: only the candidates' rows are read),
-    which brings the top-k back to fp32's at a quarter or an eighth of its memory."""
+    With int8/int4 storage, the best `rerank` x k candidates are rescored against `vectors` as
+    given (a collection's memory-mapped fp32 file stays on disk: only the candidates' rows are
+    read), which brings the top-k back to fp32's whenever it is among the candidates."""
 
     def __init__(self, vectors: np.ndarray, precision: str = "fp32", device: str | None = None,
                  chunk: int = 262_144, rerank: int = 4):
@@ -56,9 +62,10 @@ class ExactIndex:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.cuda = self.device.startswith("cuda")
         codes, scale = quantize(vectors, precision)
-        codes = torch.tensor(codes)  # a copy: storage may be a read-only memmap
+        # fp32 storage may be the caller's (read-only, memory-mapped) array: copied; codes are new
+        codes = torch.tensor(codes) if precision == "fp32" else torch.from_numpy(codes)
         self.resident = not self.cuda or codes.nbytes < torch.cuda.mem_get_info(self.device)[0] / 2
-        self.codes = codes.to(self.device) if self.resident else codes.pin_memory()
+        self.codes = codes.to(self.device) if self.resident else codes
         self.scale = None if scale is None else torch.from_numpy(scale[:, 0]).to(self.device)
         self.chunk = chunk
         self.vectors = vectors if precision in LEVELS and rerank > 1 else None
@@ -114,10 +121,11 @@ class ExactIndex:
         q, q_scale = self._query(queries)
         selected = None if rows is None else torch.as_tensor(rows, device=self.codes.device)
         n = len(self) if rows is None else len(rows)
-        per_row = 4 * len(queries)  # scores, and on the CPU converted codes or int4's extra products
-        if not self.cuda:
-            per_row += {"fp16": 4 * self.dim, "int4": 2 * self.dim}.get(self.precision, 0)
-        step = max(1024, min(self.chunk, TEMP_BYTES // per_row) // 1024 * 1024)
+        if self.cuda:
+            step = self.chunk
+        else:  # scores, and converted codes or int4's unpacked halves
+            per_row = 4 * len(queries) + {"fp16": 4 * self.dim, "int4": 2 * self.dim}.get(self.precision, 0)
+            step = max(1024, min(self.chunk, TEMP_BYTES // max(per_row, 1)) // 1024 * 1024)
 
         def chunks():
             for lo in range(0, n, step):
@@ -139,19 +147,23 @@ class ExactIndex:
     @torch.inference_mode()
     def search(self, queries: np.ndarray, k: int, rows: np.ndarray | None = None):
         """Top-k (scores, ids) per query; ids are collection rows, also when `rows` restricts.
-        Each chunk keeps its own top candidates, so memory holds one chunk of scores at a time."""
+        The best candidates so far are merged with each chunk's, so memory holds one chunk of
+        scores at a time."""
         queries = np.asarray(queries, np.float32)
+        if not len(queries) or not len(self) or (rows is not None and not len(rows)):
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         wanted = k * self.rerank if self.vectors is not None else k
         chunks, q_scale = self._chunks(queries, rows)
-        best_s, best_i = [], []
-        for s, lo in chunks:
-            values, indices = _topk(s, wanted)
-            best_s.append(values)
-            best_i.append(indices + lo)
-        if not best_s:
-            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        values, indices = _topk(torch.cat(best_s, 1), wanted)
-        ids = torch.gather(torch.cat(best_i, 1), 1, indices).cpu().numpy()
+        values = indices = None
+        for s, lo in chunks:  # the best so far merged with each chunk's best
+            v, i = _topk(s, wanted)
+            if values is not None:
+                v, at = _topk(torch.cat([values, v], 1), wanted)
+                i = torch.gather(torch.cat([indices, i + lo], 1), 1, at)
+            else:
+                i = i + lo
+            values, indices = v, i
+        ids = indices.cpu().numpy()
         ids = ids if rows is None else np.asarray(rows)[ids]
         if self.vectors is not None:
             return self._rerank(queries, ids, k)
@@ -160,9 +172,12 @@ class ExactIndex:
 
     def _rerank(self, queries: np.ndarray, ids: np.ndarray, k: int):
         """The best k of each query's candidates, rescored against the full-precision vectors."""
-        unique, inverse = np.unique(ids, return_inverse=True)
-        vectors = np.asarray(self.vectors[unique], np.float32)[inverse.reshape(ids.shape)]
-        s = np.einsum("qcd,qd->qc", vectors, queries)
+        s = np.empty(ids.shape, np.float32)
+        for lo in range(0, len(ids), 256):  # a block of queries' candidate vectors at a time
+            block = ids[lo:lo + 256]
+            unique, inverse = np.unique(block, return_inverse=True)
+            vectors = np.asarray(self.vectors[unique], np.float32)[inverse.reshape(block.shape)]
+            s[lo:lo + 256] = np.einsum("qcd,qd->qc", vectors, queries[lo:lo + 256])
         order = np.argsort(-s, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(s, order, 1), np.take_along_axis(ids, order, 1)
 
