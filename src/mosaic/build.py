@@ -172,10 +172,9 @@ def _ray_shards(chunks, config: BuildConfig, workers: int | None):
     """(records read, items, columns, skipped) for each shard, in order, from a Ray actor pool."""
     import ray
 
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # our progress bar counts the shards
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # shards are written in record order
-    context.enable_progress_bars = False
+    context.enable_progress_bars = False  # ours counts the shards
     nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
     gpus = int(sum(n.get("GPU", 0) for n in nodes))
     cpus = int(sum(n.get("CPU", 0) for n in nodes))
