@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import pickle
 import shutil
 import time
@@ -24,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import collection as coll
+from .cluster import ray_session
 from .index import build_annoy
 from .models import load_captioner, load_encoder, resolve_captioner, resolve_encoder
 from .sources import MAX_PIXELS, load_image, open_source, select
@@ -69,7 +69,7 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progres
     if engine not in ENGINES:
         raise ValueError(f"Unknown engine '{engine}'. Use one of {', '.join(ENGINES)}.")
     if engine == "ray":
-        _start_ray()
+        ray_session()  # before the models load: no Ray, or no cluster, fails here
     out = Path(out)
     config.vocab = config.vocab or DEFAULT_VOCAB.get(config.source, "photos")
     config.model = resolve_encoder(config.model)
@@ -94,13 +94,16 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progres
     out.mkdir(parents=True, exist_ok=True)
     manifest = manifest or _new_manifest(out, config)
 
-    models = _load_models(config)
-    manifest.update(dim=models[0].dim, vocabulary=models[3].names)
+    encoder, tag_emb, vocab = _encoder_and_tags(config)
+    manifest.update(dim=encoder.dim, vocabulary=vocab.names)
 
     done = sum(s["records"] for s in manifest["shards"])
     chunks = _chunks(itertools.islice(records, done, None), config.shard_size)
-    shards = _ray_shards(chunks, config, workers) if engine == "ray" else (
-        (len(chunk), *process_shard(chunk, config, *models[:3])) for chunk in chunks)
+    if engine == "ray":  # the actors hold the models; the captioner is not needed here
+        shards = _ray_shards(chunks, config, workers)
+    else:
+        captioner = _captioner(config)
+        shards = ((len(chunk), *process_shard(chunk, config, encoder, captioner, tag_emb)) for chunk in chunks)
     bar = tqdm(total=config.limit, initial=done, unit="img", desc=f"building {out.name}", disable=not progress)
     started, built = time.perf_counter(), 0
     for records_read, items, columns, skipped in shards:
@@ -109,18 +112,21 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progres
         bar.update(records_read)
     bar.close()
     elapsed = time.perf_counter() - started
-    _finish(out, manifest, config, models[2])
+    _finish(out, manifest, config, tag_emb)
     log.info("built %s: %d items (%d new this run, %.1f images/s)", out, manifest["counts"]["items"],
              built, built / elapsed if elapsed else 0.0)
     return out
 
 
-def _load_models(config: BuildConfig) -> tuple:
-    """(encoder, captioner or None, tag prompt embeddings, vocabulary)."""
+def _encoder_and_tags(config: BuildConfig) -> tuple:
+    """(encoder, tag prompt embeddings, vocabulary)."""
     encoder = load_encoder(config.model)
-    captioner = None if config.captioner == "none" else load_captioner(config.captioner)
     vocab = Vocabulary.load(config.vocab)
-    return encoder, captioner, encoder.encode_texts(vocab.prompts), vocab
+    return encoder, encoder.encode_texts(vocab.prompts), vocab
+
+
+def _captioner(config: BuildConfig):
+    return None if config.captioner == "none" else load_captioner(config.captioner)
 
 
 def process_shard(records: list, config: BuildConfig, encoder, captioner, tag_emb: np.ndarray) -> tuple:
@@ -150,28 +156,18 @@ class _RayShardWorker:
 
         torch.set_num_threads(threads)
         self.config = BuildConfig(**config)
-        self.models = _load_models(self.config)[:3]
+        self.encoder, self.tag_emb, _ = _encoder_and_tags(self.config)
+        self.captioner = _captioner(self.config)
 
     def __call__(self, batch: dict) -> dict:
-        done = [pickle.dumps((len(rs), *process_shard(rs, self.config, *self.models)))
+        done = [pickle.dumps((len(rs), *process_shard(rs, self.config, self.encoder, self.captioner, self.tag_emb)))
                 for rs in map(pickle.loads, batch["records"])]
         return {"shard": np.array(done, dtype=object)}
 
 
-def _start_ray() -> None:
-    """Connect to the cluster at $RAY_ADDRESS, or start a local one."""
-    try:
-        import ray
-    except ImportError:
-        raise coll.CollectionError("--engine ray needs Ray: pip install 'ray[data]'.") from None
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), logging_level=logging.WARNING)
-
-
 def _ray_shards(chunks, config: BuildConfig, workers: int | None):
     """(records read, items, columns, skipped) for each shard, in order, from a Ray actor pool."""
-    import ray
-
+    ray = ray_session()
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # shards are written in record order
     context.enable_progress_bars = False  # ours counts the shards

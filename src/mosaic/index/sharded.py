@@ -7,7 +7,6 @@ every shard at once; their top-k lists are merged by score.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +28,9 @@ class ShardedIndex:
         self.n = n
         spans = [(str(path), lo, min(lo + shard_rows, n), precision) for lo in self.offsets]
         if ray:
-            import ray as ray_
+            from ..cluster import ray_session
 
-            if not ray_.is_initialized():
-                ray_.init(address=os.environ.get("RAY_ADDRESS"))
+            ray_ = ray_session()
             remote = ray_.remote(_ShardActor)
             self.shards = [remote.remote(*span) for span in spans]
             self._gather = lambda calls: ray_.get([getattr(s, m).remote(*a) for s, m, a in calls])
