@@ -1,6 +1,7 @@
-"""Humor scoring on Humicroedit, as the README reports it: train the offline cross-encoder
-(packaged MiniLM + LoRA) on train.csv with early stopping on dev.csv, then evaluate it on dev.csv
-beside the two baselines (the training mean; TF-IDF + ridge).
+"""Humor scoring on Humicroedit, as the README reports it: train the offline model (two packaged
+MiniLM + LoRA cross-encoders blended with a TF-IDF ridge) on train.csv with early stopping on
+dev.csv, then evaluate it on dev.csv beside each member, their mean and the two baselines (the
+training mean; TF-IDF + ridge).
 
     python bench/humor_training.py             -> bench/results/humor.json, plots/humor_history.png
     python bench/humor_training.py --funlines  -> bench/results/humor_funlines.json, plots/humor_funlines_history.png

@@ -2,6 +2,7 @@
 on small subsets only (the full run is bench/humor_training.py)."""
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -80,6 +81,15 @@ def data_dir_flickr():
     return data_dir("flickr8k-1k")
 
 
+def test_marked_pairs_bracket_the_words_that_differ(sets):
+    first = sets[0][0]
+    prompt, answer = humor.mark_edit(first.prompt, first.answer)
+    assert prompt == "France is ‘ hunting down its citizens who joined [Isis] ’ without trial in Iraq"
+    assert answer == "France is ‘ hunting down its citizens who joined [twins] ’ without trial in Iraq"
+    assert humor.mark_edit("a b c", "a x y c") == ("a [b] c", "a [x y] c")
+    assert humor.mark_edit("Why is the cat late?", "traffic jam") == ("Why is the cat late?", "traffic jam")
+
+
 def test_metrics_on_hand_computed_predictions():
     y = np.array([0.0, 1.0, 2.0, 3.0])
     perfect = humor.metrics(y, y, (0, 3))
@@ -95,31 +105,69 @@ def test_metrics_on_hand_computed_predictions():
     assert m["spearman"] == pytest.approx(3 / np.sqrt(15))  # ranks 2,2,2,4 against 1,2,3,4
 
 
-def test_tfidf_ridge_beats_the_mean_on_dev(sets):
+def test_tfidf_ridge_beats_the_mean_on_dev_and_reloads_from_plain_numbers(sets):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     train, dev = sets
     y = np.array([e.score for e in dev])
+    prompts, answers = [e.prompt for e in dev], [e.answer for e in dev]
     mean = humor.rmse(y, np.full(len(y), np.mean([e.score for e in train])))
-    assert humor.rmse(y, humor.tfidf_ridge(train, dev)) < mean - 0.005
+    ridge = humor.TfidfRidge.fit(train)
+    assert humor.rmse(y, ridge.predict(prompts, answers)) < mean - 0.005
+    fitted = TfidfVectorizer(min_df=2, ngram_range=(1, 2), sublinear_tf=True).fit([e.answer for e in train])
+    assert abs(ridge.answers.transform(answers) - fitted.transform(answers)).max() < 1e-12
+    reloaded = humor.TfidfRidge(json.loads(json.dumps(ridge.state)))
+    np.testing.assert_allclose(reloaded.predict(prompts, answers), ridge.predict(prompts, answers), atol=1e-12)
 
 
-def test_training_saves_a_small_adapter_that_reloads_exactly(model_dir, model, sets):
+def test_blend_weight_is_the_least_squares_mix():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=200), rng.normal(size=200)
+    assert humor.fit_blend(0.7 * a + 0.3 * b, a, b) == pytest.approx(0.3)
+    assert humor.fit_blend(a, a, b) == pytest.approx(0, abs=1e-12)
+    assert humor.fit_blend(2 * b - a, a, b) == 1  # the best mix lies outside [0, 1]
+
+
+def test_training_saves_small_adapters_that_reload_exactly(model_dir, model, sets):
     history = json.loads((model_dir / "history.json").read_text())
     saved = json.loads((model_dir / "humor.json").read_text())
-    assert len(history["evaluations"]) == 2 and (model_dir / "history.png").stat().st_size > 0
-    assert history["best_dev_rmse"] == min(e["dev_rmse"] for e in history["evaluations"]) == saved["dev_rmse"]
-    assert (model_dir / "adapter_model.safetensors").stat().st_size < 5e6
+    assert saved["members"] == [{"folder": "member-1", "marked": False}, {"folder": "member-2", "marked": True}]
+    assert 0 <= saved["blend"] <= 1
+    for k, member in enumerate(history["members"], 1):
+        assert len(member["evaluations"]) == 2  # one an epoch
+        assert member["best_dev_rmse"] == min(e["dev_rmse"] for e in member["evaluations"])
+        assert (model_dir / f"member-{k}" / "adapter_model.safetensors").stat().st_size < 5e6
+    assert (model_dir / "history.png").stat().st_size > 0
+    held = history["held_out"]  # training rows no member saw: the blend fits them at least as well as either part
+    assert held["rows"] == 40 and held["blend"] <= min(held["cross-encoders"], held["tf-idf + ridge"]) + 1e-9
+    assert history["best_dev_rmse"] == saved["dev_rmse"]
     assert saved["config"]["backbone"] == "minilm" and saved["config"]["lora_r"] == 16
     dev = sets[1][:150]
     scores = model.predict([e.prompt for e in dev], [e.answer for e in dev])
     assert humor.rmse([e.score for e in dev], scores) == pytest.approx(saved["dev_rmse"], abs=1e-5)
     assert ((0 <= scores) & (scores <= 3)).all() and np.ptp(scores) > 0
+    members = model.member_scores([e.prompt for e in dev], [e.answer for e in dev])
+    assert members.shape == (2, 150) and not np.allclose(members[0], members[1])
+
+
+def test_a_blended_model_mixes_the_members_mean_with_the_ridge(model_dir, sets, tmp_path):
+    folder = tmp_path / "blended"
+    shutil.copytree(model_dir, folder)
+    info = json.loads((folder / "humor.json").read_text())
+    (folder / "humor.json").write_text(json.dumps({**info, "blend": 0.25}))
+    model = humor.HumorModel.load(folder)
+    prompts, answers = [e.prompt for e in sets[1][:50]], [e.answer for e in sets[1][:50]]
+    members = model.member_scores(prompts, answers).mean(0)
+    ridge = humor.TfidfRidge(json.loads((folder / "ridge.json").read_text())).predict(prompts, answers)
+    np.testing.assert_allclose(model.predict(prompts, answers), np.clip(0.75 * members + 0.25 * ridge, 0, 3), atol=1e-5)
 
 
 def test_the_model_fits_what_it_is_trained_on(tmp_path, sets):
     """LoRA and the head together can learn: 96 headlines, trained on repeatedly, are scored far
     better than by their mean."""
     train = sets[0][:96]
-    config = humor.HumorConfig(backbone="minilm", epochs=10, max_length=48, lr=2e-3, patience=100, evals_per_epoch=1)
+    config = humor.HumorConfig(backbone="minilm", epochs=10, max_length=48, lr=2e-3, patience=100, evals_per_epoch=1,
+                                members=1)
     humor.train(train, train[:32], tmp_path, config, progress=False)
     y = np.array([e.score for e in train])
     fitted = humor.HumorModel.load(tmp_path).predict([e.prompt for e in train], [e.answer for e in train])
@@ -129,8 +177,10 @@ def test_the_model_fits_what_it_is_trained_on(tmp_path, sets):
 def test_a_time_limit_stops_training_and_keeps_the_adapter(tmp_path, sets):
     config = humor.HumorConfig(backbone="minilm", epochs=3, max_length=32)
     history = humor.train(sets[0][:64], sets[1][:16], tmp_path, config, max_minutes=0, progress=False)
-    assert history["stopped"] == "time" and len(history["evaluations"]) == 1
-    assert humor.HumorModel.load(tmp_path).predict(["a"], ["b"]).shape == (1,)
+    assert history["stopped"] == "time" and len(history["members"]) == 1  # of 3
+    assert len(history["members"][0]["evaluations"]) == 1
+    model = humor.HumorModel.load(tmp_path)
+    assert [m["folder"] for m in model.info["members"]] == ["member-1"] and model.predict(["a"], ["b"]).shape == (1,)
 
 
 def test_explanations_are_leave_one_out_differences(model):
@@ -151,7 +201,8 @@ def test_cli_eval_prints_metrics_beside_the_baselines(model_dir, data, tmp_path,
     for word in ("rmse", "spearman", "macro_f1", "train mean", "tf-idf + ridge", "confusion matrix"):
         assert word in out
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["examples"] == 300 and set(report["results"]) == {"model", "train mean", "tf-idf + ridge"}
+    assert report["examples"] == 300
+    assert set(report["results"]) == {"model", "cross-encoders", "member 1", "member 2", "train mean", "tf-idf + ridge"}
     assert sum(map(sum, report["results"]["model"]["confusion"])) == 300
 
 
@@ -172,6 +223,9 @@ def test_bad_input_and_offline_backbones_get_clear_errors(tmp_path, monkeypatch,
     with pytest.raises(SystemExit):
         cli.parser().parse_args(["humor", "train", "x", "--scale", "4-1"])
     assert "should look like 0-3" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.parser().parse_args(["humor", "train", "x", "--members", "0"])
+    assert "should be a whole number, 1 or more" in capsys.readouterr().err
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(HubUnavailable, match="HF_HUB_OFFLINE is set"):
         humor.HumorModel(humor.HumorConfig(backbone=humor.ONLINE_BACKBONE))

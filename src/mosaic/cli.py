@@ -168,6 +168,12 @@ def _scale(text: str) -> tuple[float, float]:
     raise argparse.ArgumentTypeError(f"'{text}' should look like 0-3")
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' should be a whole number, 1 or more")
+    return int(text)
+
+
 def _columns(pairs: list[str]) -> dict:
     out = {}
     for p in pairs or []:
@@ -202,11 +208,12 @@ def cmd_humor(args) -> None:
         config = humor.HumorConfig(backbone=args.backbone, scale=args.scale, max_length=args.max_length,
                                    lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                                    lora_targets=args.lora_targets.split(","), lr=args.lr, batch_size=args.batch_size,
-                                   epochs=args.epochs, patience=args.patience, seed=args.seed)
+                                   epochs=args.epochs, patience=args.patience, members=args.members, seed=args.seed)
         data = {"train": train_spec, "dev": dev_spec, "extra": args.extra or [], "limit": args.limit,
                 "columns": columns}
         history = humor.train(train_set, dev_set, args.out, config, args.max_minutes, not args.quiet, data)
-        print(f"{args.out}: best dev RMSE {history['best_dev_rmse']:.4f} (predicting the training mean: "
+        print(f"{args.out}: dev RMSE {history['best_dev_rmse']:.4f} with {len(history['members'])} member(s) and the "
+              f"ridge weighted {history['blend']:.2f} (predicting the training mean: "
               f"{history['dev_rmse_of_train_mean']:.4f}); stopped by {history['stopped']}")
         return
     model = humor.HumorModel.load(args.model)
@@ -382,7 +389,10 @@ def parser() -> argparse.ArgumentParser:
             x.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (one-cycle schedule)")
             x.add_argument("--batch-size", type=int, default=d.batch_size)
             x.add_argument("--epochs", type=int, default=d.epochs, help="at most; training stops when dev RMSE stalls")
-            x.add_argument("--patience", type=int, default=d.patience, help="dev evaluations (two an epoch) without gain")
+            x.add_argument("--patience", type=int, default=d.patience, help="dev evaluations (one an epoch) without gain")
+            x.add_argument("--members", type=_positive, default=d.members,
+                           help="cross-encoders (every second one reads pairs with the edit marked); from 2, their "
+                                "mean is blended with a TF-IDF ridge, weighted on 10%% of the training rows held out")
             x.add_argument("--max-minutes", type=float, help="stop after this long, keeping the best adapter")
             x.add_argument("--seed", type=int, default=0)
             x.add_argument("--quiet", action="store_true")

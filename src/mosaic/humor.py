@@ -1,19 +1,22 @@
-"""Humor scoring: a cross-encoder with LoRA that rates how funny an answer is for a prompt.
+"""Humor scoring: cross-encoders with LoRA that rate how funny an answer is for a prompt.
 
-The model reads `[CLS] prompt [SEP] answer [SEP]` and a regression head on top predicts the
-score's deviation from the training mean; only the LoRA adapters (peft) and the head are trained.
-Backbones: `minilm` (offline: the packaged all-MiniLM-L6-v2) or `hf:<repo>` (the online default is
-a Japanese reranker, meant for Bokete/Oogiri data); `auto` picks as the other models do.
+Each cross-encoder (a member) reads `[CLS] prompt [SEP] answer [SEP]`, and a regression head on top
+predicts the score's deviation from the training mean; only the LoRA adapters (peft) and the heads
+are trained. Members differ in seed, and every second one reads the pairs with the edit bracketed.
+The score is the members' mean blended with a TF-IDF ridge, weighted on training rows held out from
+both. Backbones: `minilm` (offline: the packaged all-MiniLM-L6-v2) or `hf:<repo>` (the online
+default is a Japanese reranker, meant for Bokete/Oogiri data); `auto` picks as the other models do.
 
 Data: the Humicroedit format (`original` with the replaced word marked `<word/>`, `edit`,
 `grades`, `meanGrade`), or a generic table with `prompt` (text) or `image`, `answer` and `score`
 columns, read from CSV, TSV, JSON, JSONL or `hf://user/dataset[:split]`. Image prompts are
 captioned by the captioner, so the model always reads text.
 
-    <out>/adapter_model.safetensors, adapter_config.json   the LoRA adapter (peft)
-          head.safetensors                                   the regression head
-          humor.json                                         settings, scale, training mean, data
-          history.json, history.png                          dev RMSE and train loss per evaluation
+    <out>/humor.json                  settings, scale, training mean, members, blend weight, data
+          member-<k>/                 adapter_model.safetensors, adapter_config.json (peft),
+                                      head.safetensors, history.json (dev RMSE, train loss)
+          ridge.json                  the TF-IDF ridge as plain numbers (vocabularies, idf, weights)
+          history.json, history.png   every member's training, held-out RMSEs, the model's dev RMSE
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ OFFLINE_BACKBONE = "minilm"
 MARKER = re.compile(r"<([^<>]*)/>")
 CONFIG_FILE = "humor.json"
 HEAD_FILE = "head.safetensors"
+RIDGE_FILE = "ridge.json"
 
 
 class HumorDataError(SourceError):
@@ -174,10 +178,12 @@ class HumorConfig:
     weight_decay: float = 0.01
     batch_size: int = 32
     epochs: int = 2
-    evals_per_epoch: int = 2
-    patience: int = 2  # evaluations without a better dev RMSE before training stops
+    evals_per_epoch: int = 1
+    patience: int = 2  # evaluations without a better dev RMSE before a member stops
+    members: int = 2  # cross-encoders; every second one reads the pairs with the edit marked
+    blend_share: float = 0.1  # of the training rows, held out to weigh the members against the ridge
     seed: int = 0
-    offset: float = 0.0  # the training mean; the head predicts the deviation from it
+    offset: float = 0.0  # the training mean; the heads predict the deviation from it
 
 
 def backbone_path(spec: str) -> str:
@@ -192,11 +198,65 @@ def backbone_path(spec: str) -> str:
     return repo
 
 
-class HumorModel:
-    """The cross-encoder: a backbone with a LoRA adapter reads the pair; the mean of its token
-    states goes through a linear regression head."""
+class TfidfRidge:
+    """The classic baseline: TF-IDF of the answer and of its words missing from the prompt (for
+    Humicroedit: the edit), ridge regression with the penalty picked by 5-fold cross-validation.
+    Kept as plain numbers (`state`), so a model folder holds no pickles."""
 
-    def __init__(self, config: HumorConfig, adapter: Path | None = None, device: str | None = None):
+    ANSWERS = {"ngram_range": (1, 2), "sublinear_tf": True}
+
+    def __init__(self, state: dict):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.state = state
+        self.answers = TfidfVectorizer(vocabulary=state["answers"]["vocabulary"], **self.ANSWERS)
+        self.answers.idf_ = np.array(state["answers"]["idf"])
+        self.edits = TfidfVectorizer(vocabulary=state["edits"]["vocabulary"])
+        self.edits.idf_ = np.array(state["edits"]["idf"])
+
+    @staticmethod
+    def novel(prompt: str, answer: str) -> str:
+        seen = set(words(prompt))
+        return " ".join(w for w in words(answer) if w not in seen)
+
+    @classmethod
+    def fit(cls, examples: list[Example]) -> "TfidfRidge":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import RidgeCV
+
+        answers = TfidfVectorizer(min_df=2, **cls.ANSWERS).fit([e.answer for e in examples])
+        edits = TfidfVectorizer().fit([cls.novel(e.prompt, e.answer) for e in examples])
+        state = {name: {"vocabulary": {t: int(i) for t, i in v.vocabulary_.items()}, "idf": v.idf_.tolist()}
+                 for name, v in (("answers", answers), ("edits", edits))}
+        model = cls({**state, "coef": [], "intercept": 0.0})
+        X = model.features([e.prompt for e in examples], [e.answer for e in examples])
+        ridge = RidgeCV(alphas=np.logspace(-1, 2, 8), cv=5).fit(X, [e.score for e in examples])
+        model.state.update(coef=ridge.coef_.tolist(), intercept=float(ridge.intercept_))
+        return model
+
+    def features(self, prompts: list[str], answers: list[str]):
+        from scipy.sparse import hstack
+
+        edits = map(self.novel, prompts, answers)
+        return hstack([self.answers.transform(answers), self.edits.transform(edits)]).tocsr()
+
+    def predict(self, prompts: list[str], answers: list[str]) -> np.ndarray:
+        return self.features(prompts, answers) @ np.array(self.state["coef"]) + self.state["intercept"]
+
+
+def fit_blend(y: np.ndarray, model: np.ndarray, ridge: np.ndarray) -> float:
+    """The ridge's weight w in (1 - w) model + w ridge with the least squared error, in [0, 1]."""
+    d = model - ridge
+    return float(np.clip(np.dot(d, model - y) / max(np.dot(d, d), 1e-12), 0, 1))
+
+
+class HumorModel:
+    """Cross-encoders that share a backbone: each member is a LoRA adapter whose token states,
+    averaged, go through its own linear regression head. The score is the members' mean, blended
+    with a TF-IDF ridge when the folder has one."""
+
+    def __init__(self, config: HumorConfig, folder: Path | None = None, members: list[dict] = (),
+                 ridge: TfidfRidge | None = None, blend: float = 0.0, device: str | None = None):
         from peft import LoraConfig, PeftModel, get_peft_model
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -205,7 +265,7 @@ class HumorModel:
         hf_logging.set_verbosity_error()  # the backbone's unused pooler is reported as a warning
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
         config.backbone = resolve(config.backbone, ONLINE_BACKBONE, OFFLINE_BACKBONE)
-        self.config = config
+        self.config, self.ridge, self.blend = config, ridge, blend
         self.device = device or default_device()
         path = backbone_path(config.backbone)
         try:
@@ -213,23 +273,29 @@ class HumorModel:
             base = AutoModel.from_pretrained(path, add_pooling_layer=False)
         except (OSError, ValueError) as e:
             raise hub.unavailable(f"Humor backbone '{config.backbone}'", e) from e
-        if adapter is None:
+        self.heads = torch.nn.ModuleDict()
+        self.members = list(members) or [{"folder": "default", "marked": False}]
+        if not members:  # one new member to train
             lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                               target_modules=list(config.lora_targets))
             self.body = get_peft_model(base, lora)
+            # starts at zero: the first predictions are the training mean, and the adapter learns
+            # only once the head has found a direction worth following
+            self.heads["default"] = torch.nn.Linear(base.config.hidden_size, 1)
+            torch.nn.init.zeros_(self.heads["default"].weight)
+            torch.nn.init.zeros_(self.heads["default"].bias)
         else:
-            self.body = PeftModel.from_pretrained(base, str(adapter))
-        # starts at zero: the first predictions are the training mean, and the adapter learns
-        # only once the head has found a direction worth following
-        self.head = torch.nn.Linear(base.config.hidden_size, 1)
-        torch.nn.init.zeros_(self.head.weight)
-        torch.nn.init.zeros_(self.head.bias)
-        if adapter is not None:
             from safetensors.torch import load_file
 
-            self.head.load_state_dict(load_file(str(Path(adapter) / HEAD_FILE)))
+            for i, name in enumerate(m["folder"] for m in members):
+                if i == 0:
+                    self.body = PeftModel.from_pretrained(base, str(folder / name), adapter_name=name)
+                else:
+                    self.body.load_adapter(str(folder / name), adapter_name=name)
+                self.heads[name] = torch.nn.Linear(base.config.hidden_size, 1)
+                self.heads[name].load_state_dict(load_file(str(folder / name / HEAD_FILE)))
         self.body.to(self.device).eval()
-        self.head.to(self.device).eval()
+        self.heads.to(self.device).eval()
         self.info: dict = {}  # a loaded model's humor.json and history.json
 
     @classmethod
@@ -238,53 +304,75 @@ class HumorModel:
         if not (folder / CONFIG_FILE).is_file():
             raise HumorDataError(f"{folder} is not a humor model (no {CONFIG_FILE}); train one with `mosaic humor train`.")
         info = json.loads((folder / CONFIG_FILE).read_text())
-        model = cls(HumorConfig(**info["config"]), adapter=folder, device=device)
+        ridge = TfidfRidge(json.loads((folder / RIDGE_FILE).read_text())) if info["blend"] else None
+        model = cls(HumorConfig(**info["config"]), folder, info["members"], ridge, info["blend"], device)
         history = folder / "history.json"
         model.info = {**info, "history": json.loads(history.read_text()) if history.exists() else {}}
         return model
 
-    def save(self, folder: Path, **extra) -> None:
+    def save_member(self, folder: Path) -> None:
+        """The member being trained: its adapter and head."""
         from safetensors.torch import save_file
 
         folder.mkdir(parents=True, exist_ok=True)
         self.body.save_pretrained(str(folder))
-        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(folder / HEAD_FILE))
-        write_json(folder / CONFIG_FILE, {"config": asdict(self.config), **extra})
+        save_file({k: v.contiguous() for k, v in self.heads["default"].state_dict().items()}, str(folder / HEAD_FILE))
 
     def parameters(self) -> list[torch.nn.Parameter]:
         """What training changes: the LoRA matrices and the head."""
-        return [p for p in self.body.parameters() if p.requires_grad] + list(self.head.parameters())
+        return [p for p in self.body.parameters() if p.requires_grad] + list(self.heads.parameters())
 
     def train_mode(self, on: bool) -> None:
         self.body.train(on)
-        self.head.train(on)
+        self.heads.train(on)
 
-    def tokenize(self, prompts: list[str], answers: list[str]) -> list[dict]:
-        """`[CLS] prompt [SEP] answer [SEP]` (the backbone's own special tokens), once per pair."""
+    def tokenize(self, prompts: list[str], answers: list[str], marked: bool = False) -> list[dict]:
+        """`[CLS] prompt [SEP] answer [SEP]` (the backbone's own special tokens), once per pair;
+        `marked`: with the words where they differ bracketed (see `mark_edit`)."""
+        if marked:
+            pairs = list(map(mark_edit, prompts, answers))
+            prompts, answers = [p for p, _ in pairs], [a for _, a in pairs]
         enc = self.tokenizer(list(prompts), list(answers), truncation=True, max_length=self.config.max_length)
         return [dict(zip(enc.keys(), values)) for values in zip(*enc.values())]
 
     def forward(self, pairs: list[dict]) -> torch.Tensor:
-        """Predicted scores (unclipped) for tokenised pairs, padded to the longest in the batch."""
+        """The active member's scores (unclipped) for tokenised pairs, padded to the longest in the batch."""
         batch = self.tokenizer.pad(pairs, return_tensors="pt").to(self.device)
         hidden = self.body(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1)
-        return self.head(pooled)[:, 0] + self.config.offset
+        return self.heads[self.body.active_adapter](pooled)[:, 0] + self.config.offset
 
     @torch.inference_mode()
-    def predict_ids(self, ids: list[dict], batch_size: int = 128) -> np.ndarray:
+    def scores(self, ids: list[dict], batch_size: int = 128) -> np.ndarray:
+        """The active member's scores (unclipped) for tokenised pairs."""
         self.train_mode(False)
         order = np.argsort([len(x["input_ids"]) for x in ids], kind="stable")  # similar lengths pad little
         out = np.empty(len(ids), np.float32)
         for lo in range(0, len(ids), batch_size):
             rows = order[lo:lo + batch_size]
             out[rows] = self.forward([ids[i] for i in rows]).float().cpu().numpy()
-        return np.clip(out, *self.config.scale)
+        return out
+
+    def member_scores(self, prompts: list[str], answers: list[str]) -> np.ndarray:
+        """Each member's scores (unclipped), one row per member, each reading the pairs its way."""
+        views, out = {}, []
+        for member in self.members:
+            if member["marked"] not in views:
+                views[member["marked"]] = self.tokenize(prompts, answers, member["marked"])
+            self.body.set_adapter(member["folder"])
+            out.append(self.scores(views[member["marked"]]))
+        return np.array(out)
 
     def predict(self, prompts: list[str], answers: list[str]) -> np.ndarray:
         """Scores on the dataset's scale."""
-        return self.predict_ids(self.tokenize(prompts, answers))
+        return self.blended(self.member_scores(prompts, answers).mean(0), prompts, answers)
+
+    def blended(self, cross_encoder: np.ndarray, prompts: list[str], answers: list[str]) -> np.ndarray:
+        """The members' mean score blended with the ridge's (when there is one), clipped to the scale."""
+        if self.ridge is not None:
+            cross_encoder = (1 - self.blend) * cross_encoder + self.blend * self.ridge.predict(prompts, answers)
+        return np.clip(cross_encoder, *self.config.scale)
 
     def explain(self, prompt: str, answer: str) -> tuple[float, list[dict]]:
         """The score and each answer word's share of it: the score minus the score of the answer
@@ -313,37 +401,110 @@ def length_batches(lengths: list[int], batch_size: int, rng: np.random.Generator
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def mark_edit(prompt: str, answer: str) -> tuple[str, str]:
+    """The pair with the words where it differs bracketed in both (Humicroedit: the replaced word
+    and its edit), so a member sees what changed; pairs with no word in common stay as they are."""
+    p, a = prompt.split(), answer.split()
+    n, head, tail = min(len(p), len(a)), 0, 0
+    while head < n and p[head] == a[head]:
+        head += 1
+    while tail < n - head and p[-1 - tail] == a[-1 - tail]:
+        tail += 1
+    if head + tail == 0 or p == a:
+        return prompt, answer
+    wrap = lambda w: " ".join(w[:head] + ["[" + " ".join(w[head:len(w) - tail]) + "]"] + w[len(w) - tail:])  # noqa: E731
+    return wrap(p), wrap(a)
+
+
 def train(train_set: list[Example], dev_set: list[Example], out: str | Path, config: HumorConfig,
           max_minutes: float | None = None, progress: bool = True, data: dict | None = None) -> dict:
-    """Fit the adapter and head on `train_set`, evaluating on `dev_set` `evals_per_epoch` times
-    an epoch; the best adapter so far is always on disk, so a stopped run keeps it."""
-    from tqdm import tqdm
-
+    """Train `config.members` cross-encoders (different seeds; every second one reads the pairs with
+    the edit marked), each with early stopping on `dev_set`. With two or more, `blend_share` of
+    `train_set` is held out: the members' mean and a TF-IDF ridge fitted on the other rows are
+    blended with the weight that fits the held-out rows best. The folder is a usable model after
+    every member, so a stopped run keeps what it finished."""
     out = Path(out)
     if (out / CONFIG_FILE).exists():
         raise HumorDataError(f"{out} already holds a humor model: remove it or choose another --out.")
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    config.offset = float(np.mean([e.score for e in train_set]))
-    model = HumorModel(config)
-    ids = model.tokenize([e.prompt for e in train_set], [e.answer for e in train_set])
-    dev_ids = model.tokenize([e.prompt for e in dev_set], [e.answer for e in dev_set])
-    y = torch.tensor([e.score for e in train_set], dtype=torch.float32)
+    order = np.random.default_rng(config.seed).permutation(len(train_set))
+    held = order[:round(len(order) * config.blend_share)] if config.members > 1 else order[:0]
+    rows = order[len(held):]
+    if len(rows) < 5 or (config.members > 1 and len(held) < 2):
+        raise HumorDataError(f"{len(train_set)} training rows are too few for {config.members} members.")
+    config.offset = float(np.mean([train_set[i].score for i in rows]))
+    prompts, answers = [e.prompt for e in train_set], [e.answer for e in train_set]
+    dev_prompts, dev_answers = [e.prompt for e in dev_set], [e.answer for e in dev_set]
+    y = np.array([e.score for e in train_set], np.float32)
     dev_y = np.array([e.score for e in dev_set], np.float32)
+    deadline = None if max_minutes is None else time.time() + max_minutes * 60
+    history = {"dev_rmse_of_train_mean": rmse(dev_y, np.full_like(dev_y, config.offset)), "members": []}
+    members, dev_scores, held_scores, ids, ridge, start = [], [], [], {}, None, time.time()
+
+    def save(blend: float) -> None:
+        final = np.mean(dev_scores, 0)
+        if blend:
+            final = (1 - blend) * final + blend * ridge.predict(dev_prompts, dev_answers)
+        history.update(blend=blend, best_dev_rmse=rmse(dev_y, np.clip(final, *config.scale)),
+                       minutes=round((time.time() - start) / 60, 2))
+        write_json(out / "history.json", history)
+        write_json(out / CONFIG_FILE, {"config": asdict(config), "data": data or {}, "members": members,
+                                       "blend": blend, "dev_rmse": history["best_dev_rmse"]})
+
+    for k in range(config.members):
+        name, marked = f"member-{k + 1}", k % 2 == 1
+        model = HumorModel(config)
+        if marked not in ids:
+            ids[marked] = model.tokenize(prompts, answers, marked), model.tokenize(dev_prompts, dev_answers, marked)
+        pairs, dev_ids = ids[marked]
+        log.info("humor: %s of %d%s, %d training and %d dev examples, backbone %s", name, config.members,
+                 " (edit marked)" if marked else "", len(rows), len(dev_ids), config.backbone)
+        member, scores = train_member(model, [pairs[i] for i in rows], y[rows], dev_ids, dev_y, out / name,
+                                      config, config.seed + k, deadline, progress, name)
+        history["members"].append(member)
+        members.append({"folder": name, "marked": marked})
+        dev_scores.append(scores)
+        held_scores.append(model.scores([pairs[i] for i in held]))
+        save(0.0)
+        if member["stopped"] == "time":
+            break
+    if len(held):
+        ridge = TfidfRidge.fit([train_set[i] for i in rows])
+        mean, ridge_held = np.mean(held_scores, 0), ridge.predict([prompts[i] for i in held], [answers[i] for i in held])
+        blend = fit_blend(y[held], mean, ridge_held)
+        history["held_out"] = {"rows": len(held), "cross-encoders": rmse(y[held], mean),
+                               "tf-idf + ridge": rmse(y[held], ridge_held),
+                               "blend": rmse(y[held], (1 - blend) * mean + blend * ridge_held)}
+        write_json(out / RIDGE_FILE, ridge.state)
+        save(blend)
+    history["stopped"] = history["members"][-1]["stopped"]
+    write_json(out / "history.json", history)
+    plot_history(history, out / "history.png")
+    return history
+
+
+def train_member(model: HumorModel, ids: list[dict], y: np.ndarray, dev_ids: list[dict], dev_y: np.ndarray,
+                 folder: Path, config: HumorConfig, seed: int, deadline: float | None, progress: bool,
+                 name: str) -> tuple[dict, np.ndarray]:
+    """Fit one member's adapter and head, evaluating on dev `evals_per_epoch` times an epoch;
+    its best state so far is always on disk, and in `model` when it returns. Returns its history
+    and its best dev scores (unclipped)."""
+    from tqdm import tqdm
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    y = torch.tensor(y)
     params = model.parameters()
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     steps = config.epochs * math.ceil(len(ids) / config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=steps, pct_start=0.1)
-    baseline = rmse(dev_y, np.full_like(dev_y, config.offset))
-    history = {"dev_rmse_of_train_mean": baseline, "evaluations": []}
-    best, waited, start, step, losses, stop = math.inf, 0, time.time(), 0, [], None
-    log.info("humor: %d training and %d dev examples, %d trainable parameters, backbone %s",
-             len(ids), len(dev_ids), sum(p.numel() for p in params), config.backbone)
+    history = {"evaluations": []}
+    best, best_state, best_scores, waited, start, step, losses, stop = math.inf, None, None, 0, time.time(), 0, [], None
     for epoch in range(config.epochs):
         batches = length_batches([len(x["input_ids"]) for x in ids], config.batch_size, rng)
         checkpoints = {round(len(batches) * (i + 1) / config.evals_per_epoch) for i in range(config.evals_per_epoch)}
         model.train_mode(True)
-        for i, rows in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress), 1):
+        bar = tqdm(batches, desc=f"{name} epoch {epoch + 1}/{config.epochs}", disable=not progress)
+        for i, rows in enumerate(bar, 1):
             loss = torch.nn.functional.mse_loss(model.forward([ids[j] for j in rows]), y[rows].to(model.device))
             optimizer.zero_grad()
             loss.backward()
@@ -351,34 +512,37 @@ def train(train_set: list[Example], dev_set: list[Example], out: str | Path, con
             schedule.step()
             step += 1
             losses.append(loss.item())
-            if max_minutes is not None and time.time() - start > max_minutes * 60:
+            if deadline is not None and time.time() > deadline:
                 stop = "time"
             if i not in checkpoints and not stop:
                 continue
-            score = rmse(dev_y, model.predict_ids(dev_ids))
+            scores = model.scores(dev_ids)
+            score = rmse(dev_y, np.clip(scores, *config.scale))
             model.train_mode(True)
             history["evaluations"].append({"epoch": round(epoch + i / len(batches), 3), "step": step,
                                            "train_loss": float(np.mean(losses)), "dev_rmse": score,
                                            "minutes": round((time.time() - start) / 60, 2)})
             losses = []
-            log.info("humor: epoch %.2f dev RMSE %.4f (train mean %.4f)", epoch + i / len(batches), score, baseline)
+            log.info("humor: %s epoch %.2f dev RMSE %.4f", name, epoch + i / len(batches), score)
             if score < best:
-                best, waited = score, 0
-                model.save(out, data=data or {}, dev_rmse=score, step=step)
+                best, best_scores, waited = score, scores, 0
+                best_state = [p.detach().clone() for p in params]
+                model.save_member(folder)
             else:
                 waited += 1
-            write_json(out / "history.json", history)
+            write_json(folder / "history.json", history)
             if waited >= config.patience:
                 stop = stop or "patience"
             if stop:
                 break
         if stop:
             break
-    history["best_dev_rmse"] = best
-    history["stopped"] = stop or "epochs"
-    write_json(out / "history.json", history)
-    plot_history(history, out / "history.png")
-    return history
+    with torch.no_grad():
+        for p, b in zip(params, best_state):
+            p.copy_(b)
+    history.update(best_dev_rmse=best, stopped=stop or "epochs")
+    write_json(folder / "history.json", history)
+    return history, best_scores
 
 
 def plot_history(history: dict, path: Path) -> None:
@@ -389,14 +553,17 @@ def plot_history(history: dict, path: Path) -> None:
 
     from .evaluate import save_figure
 
-    ev = history["evaluations"]
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    x = [e["epoch"] for e in ev]
-    ax.plot(x, [e["dev_rmse"] for e in ev], "o-", label="dev RMSE")
-    ax.plot(x, [math.sqrt(e["train_loss"]) for e in ev], "s--", label="train RMSE (running)")
+    for k, member in enumerate(history["members"], 1):
+        ev = member["evaluations"]
+        x = [e["epoch"] for e in ev]
+        line, = ax.plot(x, [e["dev_rmse"] for e in ev], "o-", label=f"member {k}: dev RMSE")
+        ax.plot(x, [math.sqrt(e["train_loss"]) for e in ev], "s--", color=line.get_color(), alpha=0.5,
+                label=f"member {k}: train RMSE (running)")
+    ax.axhline(history["best_dev_rmse"], color="black", label="dev RMSE, the model")
     ax.axhline(history["dev_rmse_of_train_mean"], color="grey", ls=":", label="dev RMSE, predicting the mean")
     ax.set(xlabel="epoch", ylabel="RMSE")
-    ax.legend()
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     save_figure(fig, path)
 
@@ -430,41 +597,24 @@ def metrics(y: np.ndarray, p: np.ndarray, scale: tuple[float, float]) -> dict:
             "grades": grades.tolist(), "confusion": confusion.tolist()}
 
 
-def tfidf_ridge(train_set: list[Example], test_set: list[Example]) -> np.ndarray:
-    """The classic baseline: TF-IDF of the answer and of its words missing from the prompt
-    (for Humicroedit: the edit), ridge regression with the penalty picked by 5-fold cross-validation."""
-    from scipy.sparse import hstack
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import RidgeCV
-
-    def novel(e: Example) -> str:
-        seen = set(words(e.prompt))
-        return " ".join(w for w in words(e.answer) if w not in seen)
-
-    answers = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-    edits = TfidfVectorizer(min_df=1)
-    X = hstack([answers.fit_transform([e.answer for e in train_set]), edits.fit_transform(map(novel, train_set))])
-    T = hstack([answers.transform([e.answer for e in test_set]), edits.transform(map(novel, test_set))])
-    ridge = RidgeCV(alphas=np.logspace(-1, 2, 8), cv=5).fit(X, [e.score for e in train_set])
-    return ridge.predict(T)
-
-
 def evaluate(model: HumorModel, test_set: list[Example], train_set: list[Example]) -> dict:
-    """The model's metrics on `test_set` beside the two baselines fitted on `train_set`, and
-    how its training went."""
+    """The model's metrics on `test_set`, each member's and their mean's when there are several,
+    beside the two baselines fitted on `train_set`; and how its training went."""
     scale = model.config.scale
     y = np.array([e.score for e in test_set])
-    predictions = {
-        "model": model.predict([e.prompt for e in test_set], [e.answer for e in test_set]),
-        "train mean": np.full(len(y), np.mean([e.score for e in train_set])),
-        "tf-idf + ridge": np.clip(tfidf_ridge(train_set, test_set), *scale),
-    }
+    prompts, answers = [e.prompt for e in test_set], [e.answer for e in test_set]
+    members = model.member_scores(prompts, answers)
+    predictions = {"model": model.blended(members.mean(0), prompts, answers)}
+    if len(members) > 1:
+        predictions["cross-encoders"] = np.clip(members.mean(0), *scale)
+        predictions.update({f"member {k}": np.clip(m, *scale) for k, m in enumerate(members, 1)})
+    predictions["train mean"] = np.full(len(y), np.mean([e.score for e in train_set]))
+    predictions["tf-idf + ridge"] = np.clip(TfidfRidge.fit(train_set).predict(prompts, answers), *scale)
     history = model.info.get("history", {})
     return {"examples": len(y), "scale": list(scale), "backbone": model.config.backbone,
             "results": {name: metrics(y, p, scale) for name, p in predictions.items()},
-            "training": {"config": asdict(model.config), "data": model.info.get("data"),
-                         "best_dev_rmse": history.get("best_dev_rmse"), "stopped": history.get("stopped"),
-                         "minutes": history["evaluations"][-1]["minutes"] if history.get("evaluations") else None}}
+            "training": {"config": asdict(model.config), "data": model.info.get("data"), "blend": model.blend,
+                         **{k: history.get(k) for k in ("best_dev_rmse", "held_out", "stopped", "minutes")}}}
 
 
 def write_scores(model: HumorModel, examples: list[Example], out: Path, explain: bool = False) -> Path:
