@@ -1,4 +1,4 @@
-"""Humor scoring on Humicroedit, as the README reports it: train the offline model (two packaged
+"""Humor scoring on Humicroedit, as the README reports it: train the offline model (three packaged
 MiniLM + LoRA cross-encoders blended with a TF-IDF ridge) on train.csv with early stopping on
 dev.csv, then evaluate it on dev.csv beside each member, their mean and the two baselines (the
 training mean; TF-IDF + ridge).

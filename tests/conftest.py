@@ -77,11 +77,11 @@ def wikiart(tmp_path_factory, wikiart_dir):
 
 @pytest.fixture(scope="session")
 def humor_model(tmp_path_factory):
-    """A humor model trained by the CLI on 400 Humicroedit rows with the defaults: two members, two
-    epochs each (one dev evaluation an epoch), blended with a TF-IDF ridge."""
+    """A humor model trained by the CLI on 400 Humicroedit rows: two members (plain, edit marked),
+    two epochs each (one dev evaluation an epoch), blended with a TF-IDF ridge."""
     from mosaic import cli
 
     out = tmp_path_factory.mktemp("humor") / "model"
     cli.main(["humor", "train", str(data_dir("humicroedit")), "--limit", "400", "--dev-limit", "150",
-              "--max-length", "48", "--out", str(out), "--quiet"])
+              "--members", "2", "--max-length", "48", "--out", str(out), "--quiet"])
     return out

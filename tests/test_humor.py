@@ -162,6 +162,15 @@ def test_a_blended_model_mixes_the_members_mean_with_the_ridge(model_dir, sets, 
     np.testing.assert_allclose(model.predict(prompts, answers), np.clip(0.75 * members + 0.25 * ridge, 0, 3), atol=1e-5)
 
 
+def test_adapters_sit_in_the_top_layers():
+    def adapted(config):
+        model = humor.HumorModel(config)
+        return {int(n.split(".layer.")[1].split(".")[0]) for n, p in model.body.named_parameters() if p.requires_grad}
+
+    assert adapted(humor.HumorConfig(backbone="minilm")) == {3, 4, 5}  # the top three of MiniLM's six
+    assert adapted(humor.HumorConfig(backbone="minilm", lora_layers=0)) == set(range(6))
+
+
 def test_the_model_fits_what_it_is_trained_on(tmp_path, sets):
     """LoRA and the head together can learn: 96 headlines, trained on repeatedly, are scored far
     better than by their mean."""

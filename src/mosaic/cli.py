@@ -207,7 +207,8 @@ def cmd_humor(args) -> None:
             train_set += humor.recenter(_humor_data(extra, columns, args.captioner), train_set, args.scale)
         config = humor.HumorConfig(backbone=args.backbone, scale=args.scale, max_length=args.max_length,
                                    lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-                                   lora_targets=args.lora_targets.split(","), lr=args.lr, batch_size=args.batch_size,
+                                   lora_targets=args.lora_targets.split(","), lora_layers=args.lora_layers,
+                                   lr=args.lr, batch_size=args.batch_size,
                                    epochs=args.epochs, patience=args.patience, members=args.members, seed=args.seed)
         data = {"train": train_spec, "dev": dev_spec, "extra": args.extra or [], "limit": args.limit,
                 "columns": columns}
@@ -386,6 +387,8 @@ def parser() -> argparse.ArgumentParser:
             x.add_argument("--lora-alpha", type=int, default=d.lora_alpha)
             x.add_argument("--lora-dropout", type=float, default=d.lora_dropout)
             x.add_argument("--lora-targets", default=",".join(d.lora_targets), help="module names, comma-separated")
+            x.add_argument("--lora-layers", type=int, default=d.lora_layers,
+                           help="adapt the top N transformer layers only (0: all)")
             x.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (one-cycle schedule)")
             x.add_argument("--batch-size", type=int, default=d.batch_size)
             x.add_argument("--epochs", type=int, default=d.epochs, help="at most; training stops when dev RMSE stalls")

@@ -1,8 +1,8 @@
 """Humor scoring: cross-encoders with LoRA that rate how funny an answer is for a prompt.
 
 Each cross-encoder (a member) reads `[CLS] prompt [SEP] answer [SEP]`, and a regression head on top
-predicts the score's deviation from the training mean; only the LoRA adapters (peft) and the heads
-are trained. Members differ in seed, and every second one reads the pairs with the edit bracketed.
+predicts the score's deviation from the training mean; only the LoRA adapters (peft, in the top
+layers) and the heads are trained. Members differ in seed, and every second one reads the pairs with the edit bracketed.
 The score is the members' mean blended with a TF-IDF ridge, weighted on training rows held out from
 both. Backbones: `minilm` (offline: the packaged all-MiniLM-L6-v2) or `hf:<repo>` (the online
 default is a Japanese reranker, meant for Bokete/Oogiri data); `auto` picks as the other models do.
@@ -174,13 +174,14 @@ class HumorConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.1
     lora_targets: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
+    lora_layers: int = 3  # adapters in the top N transformer layers only (0: all); backward stops below them
     lr: float = 1e-3
     weight_decay: float = 0.01
     batch_size: int = 32
     epochs: int = 2
     evals_per_epoch: int = 1
     patience: int = 2  # evaluations without a better dev RMSE before a member stops
-    members: int = 2  # cross-encoders; every second one reads the pairs with the edit marked
+    members: int = 3  # cross-encoders; every second one reads the pairs with the edit marked
     blend_share: float = 0.1  # of the training rows, held out to weigh the members against the ridge
     seed: int = 0
     offset: float = 0.0  # the training mean; the heads predict the deviation from it
@@ -276,8 +277,10 @@ class HumorModel:
         self.heads = torch.nn.ModuleDict()
         self.members = list(members) or [{"folder": "default", "marked": False}]
         if not members:  # one new member to train
+            n = base.config.num_hidden_layers
+            layers = list(range(max(n - config.lora_layers, 0), n)) if config.lora_layers else None
             lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                              target_modules=list(config.lora_targets))
+                              target_modules=list(config.lora_targets), layers_to_transform=layers)
             self.body = get_peft_model(base, lora)
             # starts at zero: the first predictions are the training mean, and the adapter learns
             # only once the head has found a direction worth following
