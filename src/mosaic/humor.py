@@ -245,6 +245,11 @@ class TfidfRidge:
         return self.features(prompts, answers) @ np.array(self.state["coef"]) + self.state["intercept"]
 
 
+def blend(model: np.ndarray, ridge: np.ndarray, w: float) -> np.ndarray:
+    """The members' mean and the ridge's scores mixed with the ridge weighted `w`."""
+    return (1 - w) * model + w * ridge
+
+
 def fit_blend(y: np.ndarray, model: np.ndarray, ridge: np.ndarray) -> float:
     """The ridge's weight w in (1 - w) model + w ridge with the least squared error, in [0, 1]."""
     d = model - ridge
@@ -374,7 +379,7 @@ class HumorModel:
     def blended(self, cross_encoder: np.ndarray, prompts: list[str], answers: list[str]) -> np.ndarray:
         """The members' mean score blended with the ridge's (when there is one), clipped to the scale."""
         if self.ridge is not None:
-            cross_encoder = (1 - self.blend) * cross_encoder + self.blend * self.ridge.predict(prompts, answers)
+            cross_encoder = blend(cross_encoder, self.ridge.predict(prompts, answers), self.blend)
         return np.clip(cross_encoder, *self.config.scale)
 
     def explain(self, prompt: str, answer: str) -> tuple[float, list[dict]]:
@@ -443,15 +448,15 @@ def train(train_set: list[Example], dev_set: list[Example], out: str | Path, con
     history = {"dev_rmse_of_train_mean": rmse(dev_y, np.full_like(dev_y, config.offset)), "members": []}
     members, dev_scores, held_scores, ids, ridge, start = [], [], [], {}, None, time.time()
 
-    def save(blend: float) -> None:
+    def save(w: float) -> None:
         final = np.mean(dev_scores, 0)
-        if blend:
-            final = (1 - blend) * final + blend * ridge.predict(dev_prompts, dev_answers)
-        history.update(blend=blend, best_dev_rmse=rmse(dev_y, np.clip(final, *config.scale)),
+        if w:
+            final = blend(final, ridge.predict(dev_prompts, dev_answers), w)
+        history.update(blend=w, best_dev_rmse=rmse(dev_y, np.clip(final, *config.scale)),
                        minutes=round((time.time() - start) / 60, 2))
         write_json(out / "history.json", history)
         write_json(out / CONFIG_FILE, {"config": asdict(config), "data": data or {}, "members": members,
-                                       "blend": blend, "dev_rmse": history["best_dev_rmse"]})
+                                       "blend": w, "dev_rmse": history["best_dev_rmse"]})
 
     for k in range(config.members):
         name, marked = f"member-{k + 1}", k % 2 == 1
@@ -473,12 +478,12 @@ def train(train_set: list[Example], dev_set: list[Example], out: str | Path, con
     if len(held):
         ridge = TfidfRidge.fit([train_set[i] for i in rows])
         mean, ridge_held = np.mean(held_scores, 0), ridge.predict([prompts[i] for i in held], [answers[i] for i in held])
-        blend = fit_blend(y[held], mean, ridge_held)
+        w = fit_blend(y[held], mean, ridge_held)
         history["held_out"] = {"rows": len(held), "cross-encoders": rmse(y[held], mean),
                                "tf-idf + ridge": rmse(y[held], ridge_held),
-                               "blend": rmse(y[held], (1 - blend) * mean + blend * ridge_held)}
+                               "blend": rmse(y[held], blend(mean, ridge_held, w))}
         write_json(out / RIDGE_FILE, ridge.state)
-        save(blend)
+        save(w)
     history["stopped"] = history["members"][-1]["stopped"]
     write_json(out / "history.json", history)
     plot_history(history, out / "history.png")
