@@ -1,11 +1,13 @@
-"""Humor scoring on Humicroedit, as the README reports it: train the offline model (three packaged
-MiniLM + LoRA cross-encoders blended with a TF-IDF ridge) on train.csv with early stopping on
-dev.csv, then evaluate it on dev.csv beside each member, their mean and the two baselines (the
-training mean; TF-IDF + ridge).
+"""Humor scoring on Humicroedit, as the README reports it: train the offline model (a packaged
+MiniLM + LoRA cross-encoder blended with a ridge on TF-IDF and MiniLM embeddings) on train.csv
+with early stopping on dev.csv, then evaluate it on dev.csv beside its parts and the two
+baselines (the training mean; TF-IDF + ridge).
 
-    python bench/humor_training.py             -> bench/results/humor.json, plots/humor_history.png
-    python bench/humor_training.py --funlines  -> bench/results/humor_funlines.json, plots/humor_funlines_history.png
-                                                  (the model: artifacts/models/humor)
+    python bench/humor_training.py              -> bench/results/humor.json, plots/humor_history.png
+    python bench/humor_training.py --members 3  -> bench/results/humor_3members.json, plots/humor_3members_history.png
+    python bench/humor_training.py --seed 1     -> bench/results/humor_seed1.json, ...
+    python bench/humor_training.py --funlines   -> bench/results/humor_funlines.json, ...
+                                                   (the model: artifacts/models/humor)
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=ROOT / "artifacts" / "models" / "humor")
     p.add_argument("--funlines", action="store_true", help="add FunLines as extra training data")
+    p.add_argument("--members", type=int, default=1, help="cross-encoders in the model")
+    p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.chdir(ROOT)  # the data paths recorded in the model and the report stay relative
@@ -36,9 +40,11 @@ def main() -> None:
         shutil.rmtree(args.out)
     extra = ["--extra", str(data / "train_funlines.csv")] if args.funlines else []
     start = time.time()
-    cli.main(["humor", "train", str(data), "--out", str(args.out), "--quiet", *extra])
+    cli.main(["humor", "train", str(data), "--out", str(args.out), "--members", str(args.members),
+              "--seed", str(args.seed), "--quiet", *extra])
     minutes = (time.time() - start) / 60
-    name = "humor_funlines" if args.funlines else "humor"
+    name = "humor" + ("_funlines" if args.funlines else "") + (f"_{args.members}members" if args.members > 1 else "")
+    name += f"_seed{args.seed}" if args.seed else ""
     report_path = RESULTS / f"{name}.json"
     cli.main(["humor", "eval", str(args.out), str(data / "dev.csv"), "--json", str(report_path)])
     report = json.loads(report_path.read_text())

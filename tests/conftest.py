@@ -78,7 +78,7 @@ def wikiart(tmp_path_factory, wikiart_dir):
 @pytest.fixture(scope="session")
 def humor_model(tmp_path_factory):
     """A humor model trained by the CLI on 400 Humicroedit rows: two members (plain, edit marked),
-    two epochs each (one dev evaluation an epoch), blended with a TF-IDF ridge."""
+    two epochs each (one dev evaluation an epoch), blended with a ridge on TF-IDF and embeddings."""
     from mosaic import cli
 
     out = tmp_path_factory.mktemp("humor") / "model"

@@ -394,8 +394,9 @@ def parser() -> argparse.ArgumentParser:
             x.add_argument("--epochs", type=int, default=d.epochs, help="at most; training stops when dev RMSE stalls")
             x.add_argument("--patience", type=int, default=d.patience, help="dev evaluations (one an epoch) without gain")
             x.add_argument("--members", type=_positive, default=d.members,
-                           help="cross-encoders (every second one reads pairs with the edit marked); from 2, their "
-                                "mean is blended with a TF-IDF ridge, weighted on 10%% of the training rows held out")
+                           help="cross-encoders (every second one reads pairs with the edit marked); their mean is "
+                                "blended with a ridge on TF-IDF and embeddings, weighted on 10%% of the training rows "
+                                "held out")
             x.add_argument("--max-minutes", type=float, help="stop after this long, keeping the best adapter")
             x.add_argument("--seed", type=int, default=0)
             x.add_argument("--quiet", action="store_true")

@@ -2,10 +2,12 @@
 
 Each cross-encoder (a member) reads `[CLS] prompt [SEP] answer [SEP]`, and a regression head on top
 predicts the score's deviation from the training mean; only the LoRA adapters (peft, in the top
-layers) and the heads are trained. Members differ in seed, and every second one reads the pairs with the edit bracketed.
-The score is the members' mean blended with a TF-IDF ridge, weighted on training rows held out from
-both. Backbones: `minilm` (offline: the packaged all-MiniLM-L6-v2) or `hf:<repo>` (the online
-default is a Japanese reranker, meant for Bokete/Oogiri data); `auto` picks as the other models do.
+layers) and the heads are trained. Members differ in seed, and every second one reads the pairs
+with the edit bracketed. The score is the members' mean blended with a ridge on TF-IDF and the
+backbone's embeddings of the edit, the replaced words and the answer, weighted on training rows
+held out from both. Backbones: `minilm` (offline: the packaged all-MiniLM-L6-v2) or `hf:<repo>`
+(the online default is a Japanese reranker, meant for Bokete/Oogiri data); `auto` picks as the
+other models do.
 
 Data: the Humicroedit format (`original` with the replaced word marked `<word/>`, `edit`,
 `grades`, `meanGrade`), or a generic table with `prompt` (text) or `image`, `answer` and `score`
@@ -15,7 +17,7 @@ captioned by the captioner, so the model always reads text.
     <out>/humor.json                  settings, scale, training mean, members, blend weight, data
           member-<k>/                 adapter_model.safetensors, adapter_config.json (peft),
                                       head.safetensors, history.json (dev RMSE, train loss)
-          ridge.json                  the TF-IDF ridge as plain numbers (vocabularies, idf, weights)
+          ridge.json                  the ridge as plain numbers (vocabularies, idf, weights)
           history.json, history.png   every member's training, held-out RMSEs, the model's dev RMSE
 """
 from __future__ import annotations
@@ -181,7 +183,7 @@ class HumorConfig:
     epochs: int = 2
     evals_per_epoch: int = 1
     patience: int = 2  # evaluations without a better dev RMSE before a member stops
-    members: int = 3  # cross-encoders; every second one reads the pairs with the edit marked
+    members: int = 1  # cross-encoders; every second one reads the pairs with the edit marked
     blend_share: float = 0.1  # of the training rows, held out to weigh the members against the ridge
     seed: int = 0
     offset: float = 0.0  # the training mean; the heads predict the deviation from it
@@ -200,9 +202,10 @@ def backbone_path(spec: str) -> str:
 
 
 class TfidfRidge:
-    """The classic baseline: TF-IDF of the answer and of its words missing from the prompt (for
-    Humicroedit: the edit), ridge regression with the penalty picked by 5-fold cross-validation.
-    Kept as plain numbers (`state`), so a model folder holds no pickles."""
+    """Ridge regression on TF-IDF of the answer and of its words missing from the prompt (for
+    Humicroedit: the edit), the penalty picked by 5-fold cross-validation. Alone it is the classic
+    baseline; a model's ridge also reads dense features (`HumorModel.embeddings`). Kept as plain
+    numbers (`state`), so a model folder holds no pickles."""
 
     ANSWERS = {"ngram_range": (1, 2), "sublinear_tf": True}
 
@@ -221,7 +224,7 @@ class TfidfRidge:
         return " ".join(w for w in words(answer) if w not in seen)
 
     @classmethod
-    def fit(cls, examples: list[Example]) -> "TfidfRidge":
+    def fit(cls, examples: list[Example], dense: np.ndarray | None = None) -> "TfidfRidge":
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import RidgeCV
 
@@ -229,20 +232,22 @@ class TfidfRidge:
         edits = TfidfVectorizer().fit([cls.novel(e.prompt, e.answer) for e in examples])
         state = {name: {"vocabulary": {t: int(i) for t, i in v.vocabulary_.items()}, "idf": v.idf_.tolist()}
                  for name, v in (("answers", answers), ("edits", edits))}
-        model = cls({**state, "coef": [], "intercept": 0.0})
-        X = model.features([e.prompt for e in examples], [e.answer for e in examples])
+        model = cls({**state, "dense": 0 if dense is None else dense.shape[1], "coef": [], "intercept": 0.0})
+        X = model.features([e.prompt for e in examples], [e.answer for e in examples], dense)
         ridge = RidgeCV(alphas=np.logspace(-1, 2, 8), cv=5).fit(X, [e.score for e in examples])
         model.state.update(coef=ridge.coef_.tolist(), intercept=float(ridge.intercept_))
         return model
 
-    def features(self, prompts: list[str], answers: list[str]):
-        from scipy.sparse import hstack
+    def features(self, prompts: list[str], answers: list[str], dense: np.ndarray | None = None):
+        from scipy.sparse import csr_matrix, hstack
 
         edits = map(self.novel, prompts, answers)
-        return hstack([self.answers.transform(answers), self.edits.transform(edits)]).tocsr()
+        parts = [self.answers.transform(answers), self.edits.transform(edits)]
+        return hstack(parts + ([] if dense is None else [csr_matrix(dense)])).tocsr()
 
-    def predict(self, prompts: list[str], answers: list[str]) -> np.ndarray:
-        return self.features(prompts, answers) @ np.array(self.state["coef"]) + self.state["intercept"]
+    def predict(self, prompts: list[str], answers: list[str], dense: np.ndarray | None = None) -> np.ndarray:
+        X = self.features(prompts, answers, dense)
+        return X @ np.array(self.state["coef"]) + self.state["intercept"]
 
 
 def blend(model: np.ndarray, ridge: np.ndarray, w: float) -> np.ndarray:
@@ -259,7 +264,7 @@ def fit_blend(y: np.ndarray, model: np.ndarray, ridge: np.ndarray) -> float:
 class HumorModel:
     """Cross-encoders that share a backbone: each member is a LoRA adapter whose token states,
     averaged, go through its own linear regression head. The score is the members' mean, blended
-    with a TF-IDF ridge when the folder has one."""
+    with a ridge on TF-IDF and the backbone's embeddings when the folder has one."""
 
     def __init__(self, config: HumorConfig, folder: Path | None = None, members: list[dict] = (),
                  ridge: TfidfRidge | None = None, blend: float = 0.0, device: str | None = None):
@@ -312,7 +317,7 @@ class HumorModel:
         if not (folder / CONFIG_FILE).is_file():
             raise HumorDataError(f"{folder} is not a humor model (no {CONFIG_FILE}); train one with `mosaic humor train`.")
         info = json.loads((folder / CONFIG_FILE).read_text())
-        ridge = TfidfRidge(json.loads((folder / RIDGE_FILE).read_text())) if info["blend"] else None
+        ridge = TfidfRidge(json.loads((folder / RIDGE_FILE).read_text())) if (folder / RIDGE_FILE).exists() else None
         model = cls(HumorConfig(**info["config"]), folder, info["members"], ridge, info["blend"], device)
         history = folder / "history.json"
         model.info = {**info, "history": json.loads(history.read_text()) if history.exists() else {}}
@@ -372,14 +377,41 @@ class HumorModel:
             out.append(self.scores(views[member["marked"]]))
         return np.array(out)
 
+    @torch.inference_mode()
+    def embeddings(self, prompts: list[str], answers: list[str], batch_size: int = 256) -> np.ndarray:
+        """The ridge's dense features of each pair: the backbone's own (adapters off) mean token
+        states, unit length, of the answer's words missing from the prompt (Humicroedit: the edit),
+        of the prompt's words missing from the answer (what it replaced), and of the answer."""
+        texts = [*map(TfidfRidge.novel, prompts, answers), *map(TfidfRidge.novel, answers, prompts), *answers]
+        ids = self.tokenizer(texts, truncation=True, max_length=self.config.max_length)["input_ids"]
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        out = np.empty((len(texts), self.body.config.hidden_size), np.float32)
+        self.train_mode(False)
+        with self.body.disable_adapter():
+            for lo in range(0, len(texts), batch_size):
+                rows = order[lo:lo + batch_size]
+                batch = self.tokenizer.pad([{"input_ids": ids[i]} for i in rows], return_tensors="pt").to(self.device)
+                hidden = self.body(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+                out[rows] = pooled.float().cpu().numpy()
+        return np.hstack(np.split(out, 3))
+
+    def ridge_scores(self, prompts: list[str], answers: list[str]) -> np.ndarray | None:
+        """The ridge's scores (unclipped), or None for a model without one."""
+        if self.ridge is None:
+            return None
+        dense = self.embeddings(prompts, answers) if self.ridge.state.get("dense") else None
+        return self.ridge.predict(prompts, answers, dense)
+
     def predict(self, prompts: list[str], answers: list[str]) -> np.ndarray:
         """Scores on the dataset's scale."""
-        return self.blended(self.member_scores(prompts, answers).mean(0), prompts, answers)
+        return self.blended(self.member_scores(prompts, answers).mean(0), self.ridge_scores(prompts, answers))
 
-    def blended(self, cross_encoder: np.ndarray, prompts: list[str], answers: list[str]) -> np.ndarray:
+    def blended(self, cross_encoder: np.ndarray, ridge: np.ndarray | None) -> np.ndarray:
         """The members' mean score blended with the ridge's (when there is one), clipped to the scale."""
-        if self.ridge is not None:
-            cross_encoder = blend(cross_encoder, self.ridge.predict(prompts, answers), self.blend)
+        if ridge is not None:
+            cross_encoder = blend(cross_encoder, ridge, self.blend)
         return np.clip(cross_encoder, *self.config.scale)
 
     def explain(self, prompt: str, answer: str) -> tuple[float, list[dict]]:
@@ -427,18 +459,19 @@ def mark_edit(prompt: str, answer: str) -> tuple[str, str]:
 def train(train_set: list[Example], dev_set: list[Example], out: str | Path, config: HumorConfig,
           max_minutes: float | None = None, progress: bool = True, data: dict | None = None) -> dict:
     """Train `config.members` cross-encoders (different seeds; every second one reads the pairs with
-    the edit marked), each with early stopping on `dev_set`. With two or more, `blend_share` of
-    `train_set` is held out: the members' mean and a TF-IDF ridge fitted on the other rows are
-    blended with the weight that fits the held-out rows best. The folder is a usable model after
-    every member, so a stopped run keeps what it finished."""
+    the edit marked), each with early stopping on `dev_set`. `blend_share` of `train_set` is held
+    out: the members' mean and a ridge (TF-IDF and the backbone's embeddings) fitted on the other
+    rows are blended with the weight that fits the held-out rows best. The folder is a usable
+    model after every member, so a stopped run keeps what it finished."""
     out = Path(out)
     if (out / CONFIG_FILE).exists():
         raise HumorDataError(f"{out} already holds a humor model: remove it or choose another --out.")
     order = np.random.default_rng(config.seed).permutation(len(train_set))
-    held = order[:round(len(order) * config.blend_share)] if config.members > 1 else order[:0]
+    held = order[:round(len(order) * config.blend_share)]
     rows = order[len(held):]
-    if len(rows) < 5 or (config.members > 1 and len(held) < 2):
-        raise HumorDataError(f"{len(train_set)} training rows are too few for {config.members} members.")
+    if len(rows) < 5 or (config.blend_share and len(held) < 2):
+        raise HumorDataError(f"{len(train_set)} training rows are too few to train on and hold "
+                             f"{config.blend_share:.0%} out.")
     config.offset = float(np.mean([train_set[i].score for i in rows]))
     prompts, answers = [e.prompt for e in train_set], [e.answer for e in train_set]
     dev_prompts, dev_answers = [e.prompt for e in dev_set], [e.answer for e in dev_set]
@@ -446,12 +479,12 @@ def train(train_set: list[Example], dev_set: list[Example], out: str | Path, con
     dev_y = np.array([e.score for e in dev_set], np.float32)
     deadline = None if max_minutes is None else time.time() + max_minutes * 60
     history = {"dev_rmse_of_train_mean": rmse(dev_y, np.full_like(dev_y, config.offset)), "members": []}
-    members, dev_scores, held_scores, ids, ridge, start = [], [], [], {}, None, time.time()
+    members, dev_scores, held_scores, ids, start = [], [], [], {}, time.time()
 
-    def save(w: float) -> None:
+    def save(w: float, ridge_dev: np.ndarray | None = None) -> None:
         final = np.mean(dev_scores, 0)
         if w:
-            final = blend(final, ridge.predict(dev_prompts, dev_answers), w)
+            final = blend(final, ridge_dev, w)
         history.update(blend=w, best_dev_rmse=rmse(dev_y, np.clip(final, *config.scale)),
                        minutes=round((time.time() - start) / 60, 2))
         write_json(out / "history.json", history)
@@ -460,6 +493,7 @@ def train(train_set: list[Example], dev_set: list[Example], out: str | Path, con
 
     for k in range(config.members):
         name, marked = f"member-{k + 1}", k % 2 == 1
+        torch.manual_seed(config.seed + k)  # the adapter's initial weights, then dropout
         model = HumorModel(config)
         if marked not in ids:
             ids[marked] = model.tokenize(prompts, answers, marked), model.tokenize(dev_prompts, dev_answers, marked)
@@ -476,14 +510,15 @@ def train(train_set: list[Example], dev_set: list[Example], out: str | Path, con
         if member["stopped"] == "time":
             break
     if len(held):
-        ridge = TfidfRidge.fit([train_set[i] for i in rows])
-        mean, ridge_held = np.mean(held_scores, 0), ridge.predict([prompts[i] for i in held], [answers[i] for i in held])
+        log.info("humor: the ridge, on TF-IDF and embeddings of %d training rows", len(rows))
+        dense = model.embeddings(prompts, answers)
+        ridge = TfidfRidge.fit([train_set[i] for i in rows], dense[rows])
+        mean, ridge_held = np.mean(held_scores, 0), ridge.predict(prompts, answers, dense)[held]
         w = fit_blend(y[held], mean, ridge_held)
         history["held_out"] = {"rows": len(held), "cross-encoders": rmse(y[held], mean),
-                               "tf-idf + ridge": rmse(y[held], ridge_held),
-                               "blend": rmse(y[held], blend(mean, ridge_held, w))}
+                               "ridge": rmse(y[held], ridge_held), "blend": rmse(y[held], blend(mean, ridge_held, w))}
         write_json(out / RIDGE_FILE, ridge.state)
-        save(w)
+        save(w, ridge.predict(dev_prompts, dev_answers, model.embeddings(dev_prompts, dev_answers)))
     history["stopped"] = history["members"][-1]["stopped"]
     write_json(out / "history.json", history)
     plot_history(history, out / "history.png")
@@ -498,7 +533,6 @@ def train_member(model: HumorModel, ids: list[dict], y: np.ndarray, dev_ids: lis
     and its best dev scores (unclipped)."""
     from tqdm import tqdm
 
-    torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     y = torch.tensor(y)
     params = model.parameters()
@@ -611,11 +645,14 @@ def evaluate(model: HumorModel, test_set: list[Example], train_set: list[Example
     scale = model.config.scale
     y = np.array([e.score for e in test_set])
     prompts, answers = [e.prompt for e in test_set], [e.answer for e in test_set]
-    members = model.member_scores(prompts, answers)
-    predictions = {"model": model.blended(members.mean(0), prompts, answers)}
-    if len(members) > 1:
+    members, ridge = model.member_scores(prompts, answers), model.ridge_scores(prompts, answers)
+    predictions = {"model": model.blended(members.mean(0), ridge)}
+    if ridge is not None or len(members) > 1:
         predictions["cross-encoders"] = np.clip(members.mean(0), *scale)
+    if len(members) > 1:
         predictions.update({f"member {k}": np.clip(m, *scale) for k, m in enumerate(members, 1)})
+    if ridge is not None:
+        predictions["tf-idf+emb ridge"] = np.clip(ridge, *scale)
     predictions["train mean"] = np.full(len(y), np.mean([e.score for e in train_set]))
     predictions["tf-idf + ridge"] = np.clip(TfidfRidge.fit(train_set).predict(prompts, answers), *scale)
     history = model.info.get("history", {})
