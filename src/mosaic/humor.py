@@ -348,24 +348,33 @@ class HumorModel:
         enc = self.tokenizer(list(prompts), list(answers), truncation=True, max_length=self.config.max_length)
         return [dict(zip(enc.keys(), values)) for values in zip(*enc.values())]
 
-    def forward(self, pairs: list[dict]) -> torch.Tensor:
-        """The active member's scores (unclipped) for tokenised pairs, padded to the longest in the batch."""
-        batch = self.tokenizer.pad(pairs, return_tensors="pt").to(self.device)
+    def pooled(self, ids: list[dict]) -> torch.Tensor:
+        """The mean token states of tokenised inputs (active adapter), padded to the longest."""
+        batch = self.tokenizer.pad(ids, return_tensors="pt").to(self.device)
         hidden = self.body(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1)
-        return self.heads[self.body.active_adapter](pooled)[:, 0] + self.config.offset
+        return (hidden * mask).sum(1) / mask.sum(1)
+
+    def forward(self, pairs: list[dict]) -> torch.Tensor:
+        """The active member's scores (unclipped) for tokenised pairs."""
+        return self.heads[self.body.active_adapter](self.pooled(pairs))[:, 0] + self.config.offset
 
     @torch.inference_mode()
-    def scores(self, ids: list[dict], batch_size: int = 128) -> np.ndarray:
-        """The active member's scores (unclipped) for tokenised pairs."""
+    def states(self, ids: list[dict], batch_size: int = 128) -> torch.Tensor:
+        """`pooled` over many inputs, in batches of similar length (they pad little)."""
         self.train_mode(False)
-        order = np.argsort([len(x["input_ids"]) for x in ids], kind="stable")  # similar lengths pad little
-        out = np.empty(len(ids), np.float32)
+        order = np.argsort([len(x["input_ids"]) for x in ids], kind="stable")
+        out = torch.empty(len(ids), self.body.config.hidden_size, device=self.device)
         for lo in range(0, len(ids), batch_size):
             rows = order[lo:lo + batch_size]
-            out[rows] = self.forward([ids[i] for i in rows]).float().cpu().numpy()
+            out[torch.from_numpy(rows)] = self.pooled([ids[i] for i in rows]).float()
         return out
+
+    @torch.inference_mode()
+    def scores(self, ids: list[dict]) -> np.ndarray:
+        """The active member's scores (unclipped) for tokenised pairs."""
+        head = self.heads[self.body.active_adapter]
+        return (head(self.states(ids))[:, 0] + self.config.offset).cpu().numpy()
 
     def member_scores(self, prompts: list[str], answers: list[str]) -> np.ndarray:
         """Each member's scores (unclipped), one row per member, each reading the pairs its way."""
@@ -377,25 +386,15 @@ class HumorModel:
             out.append(self.scores(views[member["marked"]]))
         return np.array(out)
 
-    @torch.inference_mode()
-    def embeddings(self, prompts: list[str], answers: list[str], batch_size: int = 256) -> np.ndarray:
+    def embeddings(self, prompts: list[str], answers: list[str]) -> np.ndarray:
         """The ridge's dense features of each pair: the backbone's own (adapters off) mean token
         states, unit length, of the answer's words missing from the prompt (Humicroedit: the edit),
         of the prompt's words missing from the answer (what it replaced), and of the answer."""
         texts = [*map(TfidfRidge.novel, prompts, answers), *map(TfidfRidge.novel, answers, prompts), *answers]
         ids = self.tokenizer(texts, truncation=True, max_length=self.config.max_length)["input_ids"]
-        order = np.argsort([len(x) for x in ids], kind="stable")
-        out = np.empty((len(texts), self.body.config.hidden_size), np.float32)
-        self.train_mode(False)
         with self.body.disable_adapter():
-            for lo in range(0, len(texts), batch_size):
-                rows = order[lo:lo + batch_size]
-                batch = self.tokenizer.pad([{"input_ids": ids[i]} for i in rows], return_tensors="pt").to(self.device)
-                hidden = self.body(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
-                out[rows] = pooled.float().cpu().numpy()
-        return np.hstack(np.split(out, 3))
+            states = self.states([{"input_ids": x} for x in ids], batch_size=256)
+        return np.hstack(np.split(torch.nn.functional.normalize(states, dim=-1).cpu().numpy(), 3))
 
     def ridge_scores(self, prompts: list[str], answers: list[str]) -> np.ndarray | None:
         """The ridge's scores (unclipped), or None for a model without one."""
