@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from synthetic import clustered, recall
 
-from mosaic.evaluate import save_figure
 from mosaic.index import AnnoyIndex, ExactIndex, build_annoy
+from mosaic.util import save_figure
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -106,7 +106,8 @@ def main():
     ax.axhline(0.95, color="grey", lw=0.5)
     ax.legend()
     plot = save_figure(fig, args.json.parent / "plots" / "ann.png")
-    result = {"items": args.items, "dim": 512, "queries": args.queries, "threads": threads, "plot": plot.relative_to(ROOT).as_posix(),
+    result = {"items": args.items, "dim": 512, "queries": args.queries, "threads": threads,
+              "plot": plot.relative_to(ROOT).as_posix(),
               "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "results": rows}
     args.json.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -22,11 +22,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from synthetic import clustered
 
-from mosaic.collection import SCHEMA_VERSION, write_json
+from mosaic.collection import SCHEMA_VERSION
 from mosaic.index import build_annoy
 from mosaic.models import load_encoder
 from mosaic.search import SearchService
 from mosaic.stages import Vocabulary
+from mosaic.util import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERIES = ["a dog running on the beach", "two children playing in the snow", "a man riding a bicycle",

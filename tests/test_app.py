@@ -5,10 +5,9 @@ import shutil
 import sys
 
 import pytest
+from conftest import ROOT, data_dir, free_port, served
 from gradio_client import Client, handle_file
 from PIL import Image
-
-from conftest import ROOT, data_dir, free_port, served
 
 pytestmark = pytest.mark.slow
 

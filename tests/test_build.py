@@ -12,7 +12,9 @@ import pytest
 from PIL import Image
 
 from mosaic.build import BuildConfig, build
-from mosaic.collection import Collection, CollectionError, sha256
+from mosaic.collection import Collection
+from mosaic.errors import CollectionError
+from mosaic.util import sha256
 
 pytestmark = pytest.mark.slow
 

@@ -2,12 +2,21 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import data_dir
-from mosaic.composed import (CombinerConfig, ComposedSearch, Triplet, complete, evaluate, load_cirr, rank_one, recalls,
-                             submission, train_combiner)
-from mosaic.search import QueryError
-from mosaic.sources import SourceError
+
+from mosaic.composed import (
+    CombinerConfig,
+    ComposedSearch,
+    Triplet,
+    complete,
+    evaluate,
+    load_cirr,
+    rank_one,
+    recalls,
+    submission,
+    train_combiner,
+)
+from mosaic.errors import QueryError, SourceError
 
 PAIRS = [12060, 12062, 12081, 12082, 12083, 12087, 12088, 12089, 12702, 12703, 12878, 12902]
 

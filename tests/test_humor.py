@@ -9,7 +9,7 @@ import pytest
 from conftest import data_dir
 
 from mosaic import cli, humor
-from mosaic.hub import HubUnavailable
+from mosaic.errors import HubError, SourceError
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +68,11 @@ def test_generic_tables_with_text_or_image_prompts(tmp_path, data_dir_flickr):
     with open(tmp_path / "plain.csv", "w", newline="") as f:
         csv.writer(f).writerows([["prompt", "answer"], ["a prompt", "an answer"]])
     assert humor.load_examples(str(tmp_path / "plain.csv"), need_scores=False)[0].score is None
-    with pytest.raises(humor.HumorDataError, match="needs a score"):
+    with pytest.raises(SourceError, match="needs a score"):
         humor.load_examples(str(tmp_path / "plain.csv"))
-    with pytest.raises(humor.HumorDataError, match="needs an 'answer' column"):
+    with pytest.raises(SourceError, match="needs an 'answer' column"):
         humor.load_examples(str(tmp_path / "bokete.jsonl"))
-    with pytest.raises(humor.HumorDataError, match="No such data file"):
+    with pytest.raises(SourceError, match="No such data file"):
         humor.load_examples(str(tmp_path / "missing.csv"))
 
 
@@ -261,6 +261,6 @@ def test_bad_input_and_offline_backbones_get_clear_errors(tmp_path, monkeypatch,
         cli.parser().parse_args(["humor", "train", "x", "--members", "0"])
     assert "should be a whole number, 1 or more" in capsys.readouterr().err
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(HubUnavailable, match="HF_HUB_OFFLINE is set"):
+    with pytest.raises(HubError, match="HF_HUB_OFFLINE is set"):
         humor.HumorModel(humor.HumorConfig(backbone=humor.ONLINE_BACKBONE))
     assert humor.HumorModel(humor.HumorConfig()).config.backbone == "minilm"  # auto, offline

@@ -3,9 +3,8 @@ import os
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-
 from conftest import DATA, ROOT, data_dir
+from nbclient import NotebookClient
 
 pytestmark = pytest.mark.slow
 

@@ -3,9 +3,9 @@ import os
 import sys
 
 import pytest
-
 from conftest import free_port, served
-from mosaic.hub import HubUnavailable
+
+from mosaic.errors import HubError
 from mosaic.publish import publish
 from mosaic.search import SearchService
 
@@ -62,13 +62,13 @@ def test_space_folder_has_front_matter_and_its_app_starts(wikiart, tmp_path):
 def test_no_token_or_no_network_is_one_clear_message(wikiart, tmp_path, monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no stored login either
-    with pytest.raises(HubUnavailable, match="No Hugging Face token"):
+    with pytest.raises(HubError, match="No Hugging Face token"):
         publish("captions", str(wikiart.collection.path), "me/captions", None, dry_run=False)
     monkeypatch.setenv("HF_TOKEN", SECRET)
-    with pytest.raises(HubUnavailable, match="HF_HUB_OFFLINE") as e:
+    with pytest.raises(HubError, match="HF_HUB_OFFLINE") as e:
         publish("collection", str(wikiart.collection.path), "me/collection", None, dry_run=False)
     assert SECRET not in str(e.value)
-    with pytest.raises(HubUnavailable, match="dry-run needs --out"):
+    with pytest.raises(HubError, match="dry-run needs --out"):
         publish("space", "hf://me/collection", None, None, dry_run=True)
-    with pytest.raises(HubUnavailable, match="Dataset repository 'me/nothing-here'"):
+    with pytest.raises(HubError, match="Dataset repository 'me/nothing-here'"):
         SearchService("hf://me/nothing-here")

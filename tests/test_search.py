@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mosaic.collection import CollectionError
-from mosaic.search import QueryError
+from mosaic.errors import CollectionError, QueryError
 
 pytestmark = pytest.mark.slow
 

@@ -1,9 +1,10 @@
 import json
 
 import pytest
-
 from conftest import data_dir
-from mosaic.sources import SourceError, open_source, select
+
+from mosaic.errors import SourceError
+from mosaic.sources import open_source, select
 
 
 def test_flickr_captions_stream_every_image_with_its_five_captions(flickr_dir):
@@ -106,7 +107,7 @@ def test_missing_paths_and_columns_get_clear_errors(tmp_path):
 
 
 def test_hub_dataset_offline_gives_one_clear_message():
-    from mosaic.hub import HubUnavailable
+    from mosaic.errors import HubError
 
-    with pytest.raises(HubUnavailable, match="HF_HUB_OFFLINE"):
+    with pytest.raises(HubError, match="HF_HUB_OFFLINE"):
         list(open_source("wikiart-hub"))

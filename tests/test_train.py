@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mosaic import train as training
-from mosaic.collection import CollectionError
+from mosaic.errors import CollectionError
 from mosaic.evaluate import split_rows
 from mosaic.models import load_encoder
 from mosaic.train import TrainConfig, train

@@ -12,15 +12,13 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from .collection import CollectionError
 from .composed import ComposedSearch
-from .hub import HubUnavailable
+from .errors import CollectionError, MosaicError, QueryError
 from .humor import HumorModel
-from .models import load_captioner
-from .search import TARGETS, QueryError, SearchService
-from .sources import SourceError, read_query_image
+from .models import caption_images
+from .search import TARGETS, SearchService
+from .sources import read_query_image
 
-USER_ERRORS = (CollectionError, HubUnavailable, QueryError, SourceError)
 PAGE_SIZE = 24
 TAG_SLOTS = 3  # tag + weight pairs in the Omni tab
 MARKED_FRAMES = 3  # frames marked on a scene's timeline as the best matches
@@ -57,7 +55,7 @@ def user_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except USER_ERRORS as e:
+        except MosaicError as e:
             raise gr.Error(str(e), print_exception=False) from None
     return wrapper
 
@@ -255,7 +253,7 @@ def build_app(library: Library) -> gr.Blocks:
         lines = [a.strip() for a in (answers or "").splitlines() if a.strip()]
         prompt = (prompt or "").strip()
         if upload and not prompt:
-            prompt = load_captioner("auto").caption([read_query_image(upload)])[0]
+            prompt = caption_images([read_query_image(upload)])[0]
         if not prompt or not lines:
             raise QueryError("Give a prompt (text, or an image to caption) and at least one answer, one per line.")
         if len(lines) > MAX_ANSWERS or max(map(len, lines)) > MAX_ANSWER_CHARS:

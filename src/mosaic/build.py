@@ -24,10 +24,12 @@ from tqdm import tqdm
 
 from . import collection as coll
 from .cluster import ray_session
+from .errors import CollectionError, UsageError
 from .index import build_annoy
 from .models import load_captioner, load_encoder, resolve_captioner, resolve_encoder
 from .sources import MAX_PIXELS, load_image, open_source, select
 from .stages import Vocabulary, concat_columns, process_batch
+from .util import sha256, write_json
 
 log = logging.getLogger("mosaic")
 
@@ -67,7 +69,7 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progres
     `engine` "ray" runs the stages in `workers` Ray actors (default: one per CPU of the cluster,
     or one per GPU when it has GPUs) on the cluster at $RAY_ADDRESS, or on a local one."""
     if engine not in ENGINES:
-        raise ValueError(f"Unknown engine '{engine}'. Use one of {', '.join(ENGINES)}.")
+        raise UsageError(f"Unknown engine '{engine}'. Use one of {', '.join(ENGINES)}.")
     if engine == "ray":
         ray_session()  # before the models load: no Ray, or no cluster, fails here
     out = Path(out)
@@ -79,7 +81,7 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progres
         shutil.rmtree(out)
         manifest = None
     if manifest and manifest["config"] != config.identity():
-        raise coll.CollectionError(
+        raise CollectionError(
             f"{out} was built with other settings ({_diff(manifest['config'], config.identity())}). "
             "Use another output folder, or --overwrite to rebuild it.")
     if manifest and manifest.get("complete"):
@@ -88,7 +90,7 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progres
     records = iter(select(open_source(config.source, config.path, **config.options), config.limit, config.seed))
     first = next(records, None)  # a missing path or an offline Hub fails here, before models load
     if first is None:
-        raise coll.CollectionError(f"The source '{config.source}' {config.path or ''} yielded no records.")
+        raise CollectionError(f"The source '{config.source}' {config.path or ''} yielded no records.")
     records = itertools.chain([first], records)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -176,7 +178,7 @@ def _ray_shards(chunks, config: BuildConfig, workers: int | None):
     cpus = int(sum(n.get("CPU", 0) for n in nodes))
     workers = workers or gpus or max(1, cpus)
     if workers > (gpus or cpus):
-        raise coll.CollectionError(f"--workers {workers} is more than the cluster's {gpus or cpus} "
+        raise UsageError(f"--workers {workers} is more than the cluster's {gpus or cpus} "
                                    f"{'GPUs' if gpus else 'CPUs'}.")
     # CPU threads per actor: a fair share, and no more than the smallest node has
     threads = max(1, min(cpus // workers, int(min(n.get("CPU", 1) for n in nodes))))
@@ -208,7 +210,7 @@ def _new_manifest(out: Path, config: BuildConfig) -> dict:
     manifest = {"schema_version": coll.SCHEMA_VERSION, "name": out.name, "config": config.identity(),
                 "models": {"encoder": config.model, "captioner": config.captioner},
                 "complete": False, "shards": [], "skipped": []}
-    coll.write_json(out / "manifest.json", manifest)
+    write_json(out / "manifest.json", manifest)
     return manifest
 
 
@@ -219,13 +221,13 @@ def _write_shard(out: Path, manifest: dict, records_read: int, items: list, colu
     manifest["skipped"].extend(skipped)
     for s in skipped:
         log.warning("skipped %s: %s", s["id"], s["reason"])
-    coll.write_json(out / "manifest.json", manifest)
+    write_json(out / "manifest.json", manifest)
 
 
 def _finish(out: Path, manifest: dict, config: BuildConfig, tag_emb: np.ndarray) -> None:
     shards = [out / "shards" / f"{s['index']:05d}" for s in manifest["shards"] if s["items"]]
     if not shards:
-        raise coll.CollectionError(f"No readable images in the source; {len(manifest['skipped'])} skipped "
+        raise CollectionError(f"No readable images in the source; {len(manifest['skipped'])} skipped "
                                    "(see manifest.json).")
     coll.consolidate(out, shards)
     np.save(out / "tag_emb.npy", tag_emb.astype(np.float32))
@@ -236,6 +238,6 @@ def _finish(out: Path, manifest: dict, config: BuildConfig, tag_emb: np.ndarray)
     captions = np.load(out / "text_emb.npy", mmap_mode="r").shape[0]
     files = sorted(p for p in out.rglob("*") if p.is_file() and "shards" not in p.parts and p.name != "manifest.json")
     manifest.update(complete=True, counts={"items": items, "captions": captions, "skipped": len(manifest["skipped"])},
-                    dtype="float32", checksums={p.relative_to(out).as_posix(): coll.sha256(p) for p in files})
-    coll.write_json(out / "manifest.json", manifest)
+                    dtype="float32", checksums={p.relative_to(out).as_posix(): sha256(p) for p in files})
+    write_json(out / "manifest.json", manifest)
     shutil.rmtree(out / "shards")

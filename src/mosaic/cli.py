@@ -441,7 +441,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `mosaic` command; user errors end with one clear line, no traceback."""
     from .collection import CollectionError
-    from .hub import HubUnavailable
+    from .hub import HubError
     from .search import QueryError
     from .sources import SourceError
 
@@ -449,7 +449,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     try:
         args.func(args)
-    except (CollectionError, HubUnavailable, QueryError, SourceError) as e:
+    except (CollectionError, HubError, QueryError, SourceError) as e:
         sys.exit(f"error: {e}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 
-from .collection import CollectionError
+from .errors import UsageError
 
 
 def ray_session():
@@ -12,7 +12,7 @@ def ray_session():
     try:
         import ray
     except ImportError:
-        raise CollectionError("Running on Ray needs Ray: pip install 'ray[data]'.") from None
+        raise UsageError("Running on Ray needs Ray: pip install 'ray[data]'.") from None
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), logging_level=logging.WARNING)
     return ray

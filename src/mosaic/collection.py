@@ -18,7 +18,6 @@ becomes part of the collection only once it is completely on disk.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -33,33 +32,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
+from .errors import CollectionError
+
 SCHEMA_VERSION = 2
 ITEM_ARRAYS = ("image_emb", "tags")  # one row per item
 CAPTION_ARRAYS = ("text_emb",)  # one row per caption
 
 
-class CollectionError(ValueError):
-    """A collection is missing, unfinished or inconsistent; the message says what to do."""
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically: a reader (or a killed writer) never sees half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False))
-    os.replace(tmp, path)
-
-
 def read_manifest(path: Path) -> dict | None:
     f = Path(path) / "manifest.json"
     return json.loads(f.read_text()) if f.exists() else None
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_shard(folder: Path, items: list[dict], columns: dict) -> None:
@@ -141,7 +123,7 @@ class Collection:
     tag_emb: np.ndarray
 
     @classmethod
-    def load(cls, path: str | Path) -> "Collection":
+    def load(cls, path: str | Path) -> Collection:
         """A collection from its folder, or from a Hub dataset repository given as hf://user/repo."""
         if str(path).startswith("hf://"):
             from .hub import download_dataset

@@ -15,7 +15,6 @@ reference left out); `submission` writes the test server's JSON files.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,10 +23,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .models import load_captioner, normalize
-from .search import Hit, QueryError, SearchService
-from .sources import SourceError
+from .errors import QueryError, SourceError
+from .models import caption_images, normalize
+from .search import Hit, SearchService
 from .train import Rounds, batches
+from .util import load_module, save_module
 
 METHODS = ("sum", "slerp", "text", "combiner")
 KS = (1, 5, 10, 50)
@@ -76,15 +76,6 @@ class Combiner(torch.nn.Module):
         g = self.gate(h)
         return F.normalize(self.mix(h) + g * text + (1 - g) * image, dim=-1)
 
-    @classmethod
-    def load(cls, path: str | Path) -> "Combiner":
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-            model = cls(**ckpt["config"])
-            model.load_state_dict(ckpt["state"])
-        except (OSError, KeyError, RuntimeError) as e:
-            raise QueryError(f"{path} is not a combiner written by `mosaic composed train` ({e}).") from None
-        return model.eval()
 
 
 class ComposedSearch:
@@ -92,7 +83,9 @@ class ComposedSearch:
 
     def __init__(self, service: SearchService, combiner: str | Path | Combiner | None = None):
         self.service = service
-        self.combiner = Combiner.load(combiner) if isinstance(combiner, (str, Path)) else combiner
+        if isinstance(combiner, (str, Path)):
+            combiner = load_module(Combiner, combiner, "a combiner written by `mosaic composed train`")
+        self.combiner = combiner
         if self.combiner is not None and self.combiner.config["dim"] != service.encoder.dim:
             raise QueryError(f"The combiner works on {self.combiner.config['dim']}-d embeddings, "
                              f"the collection on {service.encoder.dim}-d ones.")
@@ -108,7 +101,7 @@ class ComposedSearch:
         """The `text` method's query: the reference's caption, then the modification."""
         if isinstance(reference, Image.Image):
             spec = self.service.collection.manifest["models"]["captioner"]
-            caption = load_captioner(spec).caption([reference.convert("RGB")])[0] if spec != "none" else ""
+            caption = caption_images([reference.convert("RGB")], spec)[0]
         else:
             caption = self.service.collection.item(self.service.row(reference)).get("caption") or ""
         return f"{caption}, {text}" if caption else text
@@ -266,6 +259,5 @@ def train_combiner(service: SearchService, triplets: list[Triplet], out: str | P
             losses.append(loss.item())
         rounds.finish({"round": r, "hard_negatives": negatives is not None,
                        "loss": round(float(np.mean(losses[-10:])), 4)}, model, optimizer)
-    torch.save({"config": model.config, "state": model.state_dict(), "history": rounds.history}, out.with_suffix(".tmp"))
-    shutil.move(out.with_suffix(".tmp"), out)
+    save_module(model, out, history=rounds.history)
     return out

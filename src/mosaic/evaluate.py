@@ -20,8 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from .collection import Collection
+from .errors import CollectionError, UsageError
 from .index import AnnoyIndex, ExactIndex, build_annoy
 from .index.exact import PRECISIONS
+from .util import save_figure
 
 KS = (1, 5, 10)
 METRICS = [f"R@{k}" for k in KS] + ["MRR", "NDCG@10"]
@@ -34,7 +36,7 @@ def split_rows(ids: list[str], split: str, test_images: int = TEST_IMAGES) -> np
     if split == "all":
         return np.arange(len(ids))
     if split not in ("train", "test"):
-        raise ValueError(f"Unknown split '{split}'. Use all, train or test.")
+        raise UsageError(f"Unknown split '{split}'. Use all, train or test.")
     order = sorted(range(len(ids)), key=lambda i: hashlib.sha1(ids[i].encode()).hexdigest())
     return np.sort(np.asarray(order[:test_images] if split == "test" else order[test_images:], np.int64))
 
@@ -48,7 +50,7 @@ class Pairs:
     owner: np.ndarray  # (n_captions,) image index (into `images`) of each caption
 
     @classmethod
-    def of_items(cls, images, texts, owner: np.ndarray, rows: np.ndarray) -> "Pairs":
+    def of_items(cls, images, texts, owner: np.ndarray, rows: np.ndarray) -> Pairs:
         """The items `rows` of all `images`, and those of all `texts` whose `owner` item is one
         of them (owners renumbered to positions in `rows`)."""
         keep = np.flatnonzero(np.isin(owner, rows))
@@ -57,11 +59,11 @@ class Pairs:
         return cls(np.asarray(images[rows]), np.asarray(texts[keep]), position[owner[keep]])
 
     @classmethod
-    def from_collection(cls, c: Collection, split: str = "all") -> "Pairs":
+    def from_collection(cls, c: Collection, split: str = "all") -> Pairs:
         human = c.human_captions
         pairs = cls.of_items(c.image_emb, c.text_emb[human], c.caption_items[human], split_rows(c.ids(), split))
         if not len(pairs.texts):
-            raise ValueError(f"Collection '{c.name}' has no human captions to evaluate with.")
+            raise CollectionError(f"Collection '{c.name}' has no human captions to evaluate with.")
         return pairs
 
 
@@ -240,11 +242,3 @@ def plot(report: dict, folder: Path) -> list[Path]:
     paths.append(save_figure(fig, folder / "recall_vs_latency.png"))
     return paths
 
-
-def save_figure(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path

@@ -4,9 +4,7 @@ from __future__ import annotations
 import os
 import socket
 
-
-class HubUnavailable(RuntimeError):
-    """A model or dataset from the Hub cannot be had; the message says what to do instead."""
+from .errors import HubError
 
 
 def offline() -> bool:
@@ -37,17 +35,17 @@ def cached(repo: str) -> bool:
         return False
 
 
-def unavailable(what: str, error: Exception | None = None) -> HubUnavailable:
+def unavailable(what: str, error: Exception | None = None) -> HubError:
     """The one message for a model or dataset that cannot be fetched."""
     why = "HF_HUB_OFFLINE is set" if offline() else "the Hugging Face Hub cannot be reached"
     detail = f" ({type(error).__name__}: {error})" if error else ""
-    return HubUnavailable(
+    return HubError(
         f"{what} is not in the local cache and {why}{detail}. Connect to the internet once to "
         "download it, or use the offline models (--model lite --captioner labels) and a local dataset.")
 
 
 def load_streaming(repo: str, split: str):
-    """A Hub dataset opened with `streaming=True`, or HubUnavailable with a clear message."""
+    """A Hub dataset opened with `streaming=True`, or HubError with a clear message."""
     if not reachable():
         raise unavailable(f"Dataset '{repo}'")
     from datasets import load_dataset

@@ -36,10 +36,10 @@ import numpy as np
 import torch
 
 from . import hub
-from .collection import write_json
-from .models import default_device, load_captioner, resolve
-from .search import words
-from .sources import SourceError, load_image
+from .errors import HubError, SourceError, UsageError
+from .models import caption_images, resolve
+from .sources import load_image
+from .util import default_device, leave_one_out, mean_pool, save_figure, words, write_json
 
 log = logging.getLogger("mosaic")
 
@@ -49,10 +49,6 @@ MARKER = re.compile(r"<([^<>]*)/>")
 CONFIG_FILE = "humor.json"
 HEAD_FILE = "head.safetensors"
 RIDGE_FILE = "ridge.json"
-
-
-class HumorDataError(SourceError):
-    """A humor dataset or model folder that cannot be used; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -71,13 +67,13 @@ def read_rows(spec: str) -> list[dict]:
 
         try:
             return list(load_dataset(hub.download_dataset(repo), split=split or "train"))
-        except hub.HubUnavailable:
+        except HubError:
             raise
         except Exception as e:  # noqa: BLE001 - surfaced as one clear message
-            raise HumorDataError(f"Cannot read dataset '{repo}': {e}") from None
+            raise SourceError(f"Cannot read dataset '{repo}': {e}") from None
     path = Path(spec)
     if not path.is_file():
-        raise HumorDataError(f"No such data file: {spec}")
+        raise SourceError(f"No such data file: {spec}")
     if path.suffix in (".jsonl", ".json"):
         text = path.read_text(encoding="utf-8")
         if path.suffix == ".json":
@@ -94,7 +90,7 @@ def humicroedit_example(row: dict) -> Example | None:
     meanGrade, which is used as is."""
     original, edit = row["original"], row["edit"]
     if len(MARKER.findall(original)) != 1:
-        raise HumorDataError(f"Humicroedit row {row.get('id')}: 'original' must mark exactly one word as <word/>.")
+        raise SourceError(f"Humicroedit row {row.get('id')}: 'original' must mark exactly one word as <word/>.")
     if str(row.get("grades", "")).strip() == "0":
         return None
     grade = row.get("meanGrade")
@@ -109,26 +105,26 @@ def load_examples(spec: str, prompt: str = "prompt", answer: str = "answer", sco
     """A dataset as examples; Humicroedit is recognised by its columns."""
     rows = read_rows(spec)
     if not rows:
-        raise HumorDataError(f"{spec} has no rows.")
+        raise SourceError(f"{spec} has no rows.")
     columns = set(rows[0])
     if {"original", "edit"} <= columns:
         examples = [e for e in map(humicroedit_example, rows) if e is not None]
     else:
         if answer not in columns or not ({prompt, image} & columns):
-            raise HumorDataError(f"{spec} needs an '{answer}' column and a '{prompt}' or '{image}' column "
+            raise SourceError(f"{spec} needs an '{answer}' column and a '{prompt}' or '{image}' column "
                                  f"(it has: {', '.join(sorted(columns))}); name yours with --columns.")
         texts = [str(r.get(prompt) or "").strip() for r in rows]
         missing = [i for i, t in enumerate(texts) if not t]
         if any(not rows[i].get(image) for i in missing):
-            raise HumorDataError(f"{spec}: row {next(i for i in missing if not rows[i].get(image)) + 1} has "
+            raise SourceError(f"{spec}: row {next(i for i in missing if not rows[i].get(image)) + 1} has "
                                  f"neither a prompt ('{prompt}') nor an image ('{image}').")
-        captions = caption_images([rows[i][image] for i in missing], Path(spec).parent, captioner)
+        captions = caption_prompts([rows[i][image] for i in missing], Path(spec).parent, captioner)
         for i, caption in zip(missing, captions):
             texts[i] = caption
         examples = [Example(t, str(r[answer]).strip(), _score(r.get(score), spec, n))
                     for n, (t, r) in enumerate(zip(texts, rows), 1)]
     if need_scores and any(e.score is None for e in examples):
-        raise HumorDataError(f"{spec}: every row needs a score (column '{score}') for training and evaluation.")
+        raise SourceError(f"{spec}: every row needs a score (column '{score}') for training and evaluation.")
     return examples
 
 
@@ -136,27 +132,17 @@ def _score(value, spec: str, row: int) -> float | None:
     try:
         return None if value in (None, "") else float(value)
     except (TypeError, ValueError):
-        raise HumorDataError(f"{spec}: row {row} has the score {value!r}, not a number.") from None
+        raise SourceError(f"{spec}: row {row} has the score {value!r}, not a number.") from None
 
 
-def caption_images(values: list, root: Path, captioner: str, batch_size: int = 32) -> list[str]:
+def caption_prompts(values: list, root: Path, captioner: str) -> list[str]:
     """Captions for image prompts: paths (relative to the data file), PIL images or datasets
     Image values ({"bytes": ..., "path": ...})."""
-    import io
-
-    from PIL import Image
-
-    def open_one(value) -> Image.Image:
-        if isinstance(value, Image.Image):
-            return value.convert("RGB")
-        if isinstance(value, dict) and value.get("bytes"):
-            return Image.open(io.BytesIO(value["bytes"])).convert("RGB")
-        path = Path(value["path"] if isinstance(value, dict) else value)
-        return load_image(path if path.is_absolute() else root / path)
-
-    model = load_captioner(captioner) if values else None
-    return [c for lo in range(0, len(values), batch_size)
-            for c in model.caption([open_one(v) for v in values[lo:lo + batch_size]])]
+    def located(value):
+        if isinstance(value, dict) and not value.get("bytes"):
+            value = value["path"]
+        return root / value if isinstance(value, (str, Path)) else value
+    return caption_images([load_image(located(v)) for v in values], captioner)
 
 
 def recenter(extra: list[Example], main: list[Example], scale: tuple[float, float]) -> list[Example]:
@@ -197,7 +183,7 @@ def backbone_path(spec: str) -> str:
         return minilm_path()
     kind, _, repo = spec.partition(":")
     if kind != "hf" or not repo:
-        raise HumorDataError(f"Unknown humor backbone '{spec}'. Use minilm, hf:<repo> or auto.")
+        raise UsageError(f"Unknown humor backbone '{spec}'. Use minilm, hf:<repo> or auto.")
     return repo
 
 
@@ -224,7 +210,7 @@ class TfidfRidge:
         return " ".join(w for w in words(answer) if w not in seen)
 
     @classmethod
-    def fit(cls, examples: list[Example], dense: np.ndarray | None = None) -> "TfidfRidge":
+    def fit(cls, examples: list[Example], dense: np.ndarray | None = None) -> TfidfRidge:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import RidgeCV
 
@@ -312,10 +298,10 @@ class HumorModel:
         self.info: dict = {}  # a loaded model's humor.json and history.json
 
     @classmethod
-    def load(cls, folder: str | Path, device: str | None = None) -> "HumorModel":
+    def load(cls, folder: str | Path, device: str | None = None) -> HumorModel:
         folder = Path(folder)
         if not (folder / CONFIG_FILE).is_file():
-            raise HumorDataError(f"{folder} is not a humor model (no {CONFIG_FILE}); train one with `mosaic humor train`.")
+            raise SourceError(f"{folder} is not a humor model (no {CONFIG_FILE}); train one with `mosaic humor train`.")
         info = json.loads((folder / CONFIG_FILE).read_text())
         ridge = TfidfRidge(json.loads((folder / RIDGE_FILE).read_text())) if (folder / RIDGE_FILE).exists() else None
         model = cls(HumorConfig(**info["config"]), folder, info["members"], ridge, info["blend"], device)
@@ -351,9 +337,7 @@ class HumorModel:
     def pooled(self, ids: list[dict]) -> torch.Tensor:
         """The mean token states of tokenised inputs (active adapter), padded to the longest."""
         batch = self.tokenizer.pad(ids, return_tensors="pt").to(self.device)
-        hidden = self.body(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1)
+        return mean_pool(self.body(**batch).last_hidden_state, batch["attention_mask"])
 
     def forward(self, pairs: list[dict]) -> torch.Tensor:
         """The active member's scores (unclipped) for tokenised pairs."""
@@ -417,7 +401,7 @@ class HumorModel:
         """The score and each answer word's share of it: the score minus the score of the answer
         without that word (leave-one-out; positive = the word makes it funnier)."""
         tokens = answer.split()
-        variants = [answer] + [" ".join(tokens[:i] + tokens[i + 1:]) for i in range(len(tokens))]
+        variants = [answer, *leave_one_out(tokens)]
         scores = self.predict([prompt] * len(variants), variants)
         return float(scores[0]), [{"word": w, "contribution": float(scores[0] - s)} for w, s in zip(tokens, scores[1:])]
 
@@ -464,12 +448,12 @@ def train(train_set: list[Example], dev_set: list[Example], out: str | Path, con
     model after every member, so a stopped run keeps what it finished."""
     out = Path(out)
     if (out / CONFIG_FILE).exists():
-        raise HumorDataError(f"{out} already holds a humor model: remove it or choose another --out.")
+        raise UsageError(f"{out} already holds a humor model: remove it or choose another --out.")
     order = np.random.default_rng(config.seed).permutation(len(train_set))
     held = order[:round(len(order) * config.blend_share)]
     rows = order[len(held):]
     if len(rows) < 5 or (config.blend_share and len(held) < 2):
-        raise HumorDataError(f"{len(train_set)} training rows are too few to train on and hold "
+        raise SourceError(f"{len(train_set)} training rows are too few to train on and hold "
                              f"{config.blend_share:.0%} out.")
     config.offset = float(np.mean([train_set[i].score for i in rows]))
     prompts, answers = [e.prompt for e in train_set], [e.answer for e in train_set]
@@ -591,8 +575,6 @@ def plot_history(history: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .evaluate import save_figure
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for k, member in enumerate(history["members"], 1):

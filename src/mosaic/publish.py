@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import hub
 from .collection import Collection
+from .errors import HubError, UsageError
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: src/, requirements.txt
 SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
@@ -123,7 +124,7 @@ def upload(folder: Path, repo: str, repo_type: str) -> str:
 
     token = get_token()
     if not token:
-        raise hub.HubUnavailable("No Hugging Face token: set HF_TOKEN or log in with `hf auth login`, "
+        raise HubError("No Hugging Face token: set HF_TOKEN or log in with `hf auth login`, "
                                  "or use --dry-run --out DIR to write the files only.")
     if not hub.reachable():
         raise hub.unavailable(f"Publishing to '{repo}'")
@@ -133,16 +134,16 @@ def upload(folder: Path, repo: str, repo_type: str) -> str:
         api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type=repo_type,
                           commit_message="Published with Mosaic")
     except Exception as e:  # noqa: BLE001 - one clear message, never the token
-        raise hub.HubUnavailable(f"Publishing to '{repo}' failed: {type(e).__name__}: {str(e)[:300]}") from None
+        raise HubError(f"Publishing to '{repo}' failed: {type(e).__name__}: {str(e)[:300]}") from None
     return str(url)
 
 
 def publish(what: str, source: str, repo: str | None, out: Path | None, dry_run: bool, **options) -> str:
     """`mosaic publish captions|collection|space`: write the folder, then upload it (unless dry run)."""
     if dry_run and out is None:
-        raise hub.HubUnavailable("--dry-run needs --out DIR for the files it would upload.")
+        raise UsageError("--dry-run needs --out DIR for the files it would upload.")
     if not dry_run and not repo:
-        raise hub.HubUnavailable("Give --repo user/name (or --dry-run --out DIR).")
+        raise UsageError("Give --repo user/name (or --dry-run --out DIR).")
     folder = out or Path(tempfile.mkdtemp(prefix="mosaic-publish-"))
     if what == "space":
         space_folder(folder, source)

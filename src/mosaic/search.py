@@ -4,24 +4,19 @@ The app, the command line and the evaluation all call it; nothing else computes 
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .collection import Collection, CollectionError
+from .collection import Collection
+from .errors import CollectionError, QueryError
 from .index import AnnoyIndex, ExactIndex, ShardedIndex
 from .models import DualEncoder, load_encoder
+from .util import STOPWORDS, leave_one_out, words
 
 TARGETS = ("image", "caption", "both")
-STOPWORDS = set("a an the of on in at to with and or is are was were be its it this that his her their by for "
-                "from as into up down out over while some very".split())
-
-
-class QueryError(ValueError):
-    """A query the service cannot answer (empty, unreadable image, unknown filter...)."""
 
 
 @dataclass
@@ -38,10 +33,6 @@ class Hit:
     def to_dict(self) -> dict:
         return {"id": self.id, "score": round(self.score, 4), "caption": self.caption,
                 "metadata": self.metadata, "explanation": self.explanation}
-
-
-def words(text: str) -> list[str]:
-    return re.findall(r"[\w'-]+", text.lower())
 
 
 class SearchService:
@@ -250,11 +241,12 @@ class SearchService:
             return
         c = self.collection
         allwords = words(text)
-        qwords = [w for w in allwords if w not in STOPWORDS] or allwords
+        content = [i for i, w in enumerate(allwords) if w not in STOPWORDS] or list(range(len(allwords)))
+        qwords = [allwords[i] for i in content]
         drop = {}
         if len(allwords) > 1:
-            variants = [" ".join(x for x in allwords if x != w) for w in qwords]
-            emb = self.encoder.encode_texts(variants)
+            variants = leave_one_out(allwords)
+            emb = self.encoder.encode_texts([variants[i] for i in content])
             for h in hits:
                 target = c.image_emb[h.row] if mode == "image" else c.omni_emb[h.row]
                 full = float(q[0] @ target)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .errors import UsageError
 from .models import Captioner, DualEncoder
 
 VOCAB_DIR = Path(__file__).with_name("vocab")
@@ -28,14 +29,14 @@ class Vocabulary:
     prompts: list[str]
 
     @classmethod
-    def load(cls, name_or_path: str) -> "Vocabulary":
+    def load(cls, name_or_path: str) -> Vocabulary:
         """A vocabulary by name (art, driving, photos) or from a JSON file of the same shape."""
         path = Path(name_or_path)
         if not path.suffix:
             path = VOCAB_DIR / f"{name_or_path}.json"
         if not path.exists():
             known = ", ".join(p.stem for p in sorted(VOCAB_DIR.glob("*.json")))
-            raise ValueError(f"Unknown tag vocabulary '{name_or_path}'. Use one of {known} or a JSON file.")
+            raise UsageError(f"Unknown tag vocabulary '{name_or_path}'. Use one of {known} or a JSON file.")
         names, prompts = [], []
         for category, spec in json.loads(path.read_text()).items():
             for tag in spec["tags"]:
@@ -52,10 +53,6 @@ def embed_texts(texts: list[str], encoder: DualEncoder) -> np.ndarray:
     if not texts:
         return np.zeros((0, encoder.dim), np.float32)
     return encoder.encode_texts(texts)
-
-
-def caption_images(images: list[Image.Image], captioner: Captioner | None) -> list[str]:
-    return captioner.caption(images) if captioner else [""] * len(images)
 
 
 def thumbnail(image: Image.Image, side: int = THUMB_SIDE) -> bytes:
@@ -78,7 +75,7 @@ def process_batch(images: list[Image.Image], human_texts: list[list[str]], encod
     caption (human first, then generated), which item each caption belongs to, tag scores and
     JPEG previews."""
     image_emb = embed_images(images, encoder)
-    generated = caption_images(images, captioner)
+    generated = captioner.caption(images) if captioner else [""] * len(images)
     texts, owner, kind = [], [], []
     for i, (human, gen) in enumerate(zip(human_texts, generated)):
         for text, k in [(t, "human") for t in human] + ([(gen, "generated")] if gen else []):

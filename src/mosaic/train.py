@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,9 +23,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .collection import Collection, CollectionError, write_json
+from .collection import Collection
+from .errors import CollectionError
 from .evaluate import Pairs, directions, split_rows
 from .models.lite import Heads, LiteEncoder
+from .util import save_module, write_json
 
 log = logging.getLogger("mosaic")
 
@@ -187,6 +188,5 @@ def train(collection: str | Path, out: str | Path, config: TrainConfig, resume: 
         log.info("round %d: loss %.3f, test t2i R@1 %.1f R@10 %.1f", r, entry["loss"],
                  entry["test"]["t2i"]["R@1"], entry["test"]["t2i"]["R@10"])
 
-    heads.save(out.with_suffix(".tmp"), history=rounds.history)
-    shutil.move(out.with_suffix(".tmp"), out)
+    save_module(heads, out, history=rounds.history)
     return out

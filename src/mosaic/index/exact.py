@@ -10,6 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import UsageError
+from ..util import default_device
+
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 LEVELS = {"int8": 127, "int4": 7}
 # Bytes of temporaries per chunk (scores, unpacked or converted codes): under glibc's mmap
@@ -32,7 +35,7 @@ def quantize(x: np.ndarray, precision: str) -> tuple[np.ndarray, np.ndarray | No
         return np.asarray(x, np.float16), None
     levels = LEVELS.get(precision)
     if levels is None:
-        raise ValueError(f"Unknown precision '{precision}'. Use one of {', '.join(PRECISIONS)}.")
+        raise UsageError(f"Unknown precision '{precision}'. Use one of {', '.join(PRECISIONS)}.")
     n, dim = x.shape
     half = (dim + 1) // 2
     codes = np.empty((n, dim if precision == "int8" else half), np.int8)
@@ -59,7 +62,7 @@ class ExactIndex:
                  chunk: int = 262_144, rerank: int = 4):
         self.dim = vectors.shape[1]
         self.precision = precision
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or default_device()
         self.cuda = self.device.startswith("cuda")
         codes, scale = quantize(vectors, precision)
         # fp32 storage may be the caller's (read-only, memory-mapped) array: copied; codes are new

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from .. import hub
+from ..errors import UsageError
 
 log = logging.getLogger("mosaic")
 
@@ -104,7 +105,15 @@ def load_encoder(spec: str = "auto", device: str | None = None) -> DualEncoder:
             return cls(name, device=device)
         except (OSError, RuntimeError, ValueError) as e:
             raise hub.unavailable(f"Model '{spec}'", e) from e
-    raise ValueError(f"Unknown model spec '{spec}'. Use open_clip:<arch>/<pretrained>, hf:<repo>, lite or auto.")
+    raise UsageError(f"Unknown model spec '{spec}'. Use open_clip:<arch>/<pretrained>, hf:<repo>, lite or auto.")
+
+
+def caption_images(images: list[Image.Image], spec: str = "auto", batch_size: int = 32) -> list[str]:
+    """A caption for each image by the captioner `spec` (`none`: empty captions), in batches."""
+    if spec == "none" or not images:
+        return [""] * len(images)
+    model = load_captioner(spec)
+    return [c for lo in range(0, len(images), batch_size) for c in model.caption(images[lo:lo + batch_size])]
 
 
 @functools.lru_cache(maxsize=4)
@@ -123,10 +132,4 @@ def load_captioner(spec: str = "auto", device: str | None = None) -> Captioner:
             return BlipCaptioner(name or "Salesforce/blip-image-captioning-base", device=device)
         except (OSError, RuntimeError, ValueError) as e:
             raise hub.unavailable(f"Captioner '{spec}'", e) from e
-    raise ValueError(f"Unknown captioner spec '{spec}'. Use blip:<repo>, labels or auto.")
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    raise UsageError(f"Unknown captioner spec '{spec}'. Use blip:<repo>, labels or auto.")

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from . import Captioner, default_device
+from ..util import default_device
+from . import Captioner
 
 
 class BlipCaptioner(Captioner):

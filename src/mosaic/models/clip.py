@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from . import DualEncoder, default_device, normalize
+from ..util import default_device
+from . import DualEncoder, normalize
 
 
 class OpenClipEncoder(DualEncoder):

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import Captioner, DualEncoder, default_device, normalize
+from ..util import default_device, load_module, mean_pool
+from . import Captioner, DualEncoder, normalize
 
 IMAGE_SIZE = 224
 TOP_LABELS = 5
@@ -117,9 +118,7 @@ class MiniLMTextEncoder:
         for i in range(0, len(texts), batch_size):
             tok = self.tokenizer(texts[i:i + batch_size], padding=True, truncation=True,
                                  max_length=self.max_length, return_tensors="pt").to(self.device)
-            hidden = self.model(**tok).last_hidden_state
-            mask = tok["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            out.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)).float().cpu().numpy())
+            out.append(mean_pool(self.model(**tok).last_hidden_state, tok["attention_mask"]).float().cpu().numpy())
         return normalize(np.concatenate(out) if out else np.zeros((0, self.dim), np.float32))
 
 
@@ -165,15 +164,6 @@ class Heads(torch.nn.Module):
     def embed_texts(self, x: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.normalize(self.text(x), dim=-1)
 
-    def save(self, path, **extra) -> None:
-        torch.save({"config": self.config, "state": self.state_dict(), **extra}, path)
-
-    @classmethod
-    def load(cls, path) -> "Heads":
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        heads = cls(**ckpt["config"])
-        heads.load_state_dict(ckpt["state"])
-        return heads.eval()
 
 
 class LiteEncoder(DualEncoder):
@@ -188,10 +178,7 @@ class LiteEncoder(DualEncoder):
         self.label_embeddings = self.text.encode([f"a photo of a {name}" for name in self.classifier.labels])
         self.heads = None
         if checkpoint:
-            try:
-                self.heads = Heads.load(checkpoint).to(self.device)
-            except (OSError, KeyError, RuntimeError) as e:
-                raise ValueError(f"lite:{checkpoint} is not a checkpoint written by `mosaic train` ({e}).") from None
+            self.heads = load_module(Heads, checkpoint, "a checkpoint written by `mosaic train`").to(self.device)
         self.dim = self.heads.config["dim"] if self.heads else self.text.dim
 
     def embed_probabilities(self, probs: np.ndarray, k: int = TOP_LABELS) -> np.ndarray:

@@ -12,18 +12,16 @@ import json
 import os
 import random
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from PIL import Image
 
+from ..errors import SourceError
+
 MAX_PIXELS = 40_000_000  # larger images are refused before decoding
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-
-
-class SourceError(ValueError):
-    """A source cannot be read; the message says what to fix."""
 
 
 @dataclass
