@@ -85,3 +85,30 @@ def humor_model(tmp_path_factory):
     cli.main(["humor", "train", str(data_dir("humicroedit")), "--limit", "400", "--dev-limit", "150",
               "--members", "2", "--max-length", "48", "--out", str(out), "--quiet"])
     return out
+
+
+# ---- the fast tier: a fake encoder and a tiny collection built with it ----------------------------
+@pytest.fixture(scope="session")
+def fake_encoder():
+    """The deterministic fake encoder, registered as the model spec `fake`."""
+    from fakes import FakeEncoder
+
+    from mosaic import models
+
+    models.ENCODERS["fake"] = lambda name, device: FakeEncoder()
+    return models.load_encoder("fake")
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory, fake_encoder):
+    """A search service over twelve coloured 'paintings' (style, genre, artist, title), built by the
+    real builder with the fake encoder, no captioner and the art vocabulary."""
+    from fakes import write_paintings
+
+    from mosaic.build import BuildConfig, build
+    from mosaic.search import SearchService
+
+    root = write_paintings(tmp_path_factory.mktemp("paintings"))
+    out = build(BuildConfig("wikiart", str(root), model="fake", captioner="none"),
+                tmp_path_factory.mktemp("c") / "paintings", progress=False)
+    return SearchService(out)

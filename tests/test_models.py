@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 from skimage import data
 
-from mosaic.errors import HubError
+from mosaic.errors import HubError, UsageError
 from mosaic.models import load_captioner, load_encoder, resolve
 from mosaic.models.lite import _remap_checkpoint
 
@@ -53,5 +53,7 @@ def test_online_models_offline_fail_with_a_clear_message():
 
 
 def test_unknown_specs_are_rejected():
-    with pytest.raises(ValueError, match="Unknown model spec"):
+    with pytest.raises(UsageError, match="Unknown model spec 'clip-please'.*lite, open_clip, hf"):
         load_encoder("clip-please")
+    with pytest.raises(UsageError, match="Unknown captioner spec"):
+        load_captioner("gpt:caption")

@@ -16,6 +16,7 @@ from .composed import ComposedSearch
 from .errors import CollectionError, MosaicError, QueryError
 from .humor import HumorModel
 from .models import caption_images
+from .query import parse_filters, tag_weights
 from .search import TARGETS, SearchService
 from .sources import read_query_image
 
@@ -58,15 +59,6 @@ def user_errors(fn):
         except MosaicError as e:
             raise gr.Error(str(e), print_exception=False) from None
     return wrapper
-
-
-def parse_filters(selected: list[str] | None) -> dict[str, list[str]]:
-    """["style=Baroque", "style=Rococo", "genre=portrait"] -> {"style": [...], "genre": [...]}."""
-    out: dict[str, list[str]] = {}
-    for item in selected or []:
-        field, _, value = item.partition("=")
-        out.setdefault(field, []).append(value)
-    return out
 
 
 def filter_choices(service: SearchService) -> list[str]:
@@ -185,10 +177,7 @@ def build_app(library: Library) -> gr.Blocks:
 
     @user_errors
     def omni_search(collection, text, filters, tag_1, weight_1, tag_2, weight_2, tag_3, weight_3, k, min_score):
-        weights: dict[str, float] = {}
-        for tag, weight in ((tag_1, weight_1), (tag_2, weight_2), (tag_3, weight_3)):
-            if tag and weight:
-                weights[tag] = weights.get(tag, 0.0) + float(weight)
+        weights = tag_weights([(tag_1, weight_1), (tag_2, weight_2), (tag_3, weight_3)])
         service = library[collection]
         return results(service, service.omni(text or "", int(k), parse_filters(filters), weights), min_score)
 

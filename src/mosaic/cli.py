@@ -14,29 +14,6 @@ from .sources import SOURCES
 ARTIFACTS = Path(os.environ.get("MOSAIC_ARTIFACTS", "artifacts"))
 
 
-def _filters(pairs: list[str]) -> dict:
-    out = {}
-    for p in pairs or []:
-        key, sep, value = p.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"error: filter '{p}' should look like field=value (e.g. style=Romanticism)")
-        out[key] = value
-    return out
-
-
-def _weights(pairs: list[str]) -> dict:
-    out = {}
-    for p in pairs or []:
-        tag, sep, w = p.rpartition("=")
-        try:
-            out[tag] = float(w)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise SystemExit(f"error: tag weight '{p}' should look like category:tag=weight (e.g. mood:calm=1)")
-    return out
-
-
 def cmd_build(args) -> None:
     from .build import BuildConfig, build
 
@@ -52,13 +29,14 @@ def cmd_build(args) -> None:
 
 
 def cmd_search(args) -> None:
+    from .query import parse_filters, parse_tag_weights
     from .search import SearchService
 
     if args.ray and not args.shard_rows:
         raise SystemExit("error: --ray holds index shards in Ray actors: give --shard-rows too.")
     service = SearchService(_collection_path(args.collection), index=args.index, precision=args.precision,
                             shard_rows=args.shard_rows, ray=args.ray)
-    filters, weights = _filters(args.filter), _weights(args.tag)
+    filters, weights = parse_filters(args.filter), parse_tag_weights(args.tag)
     if args.image:
         hits = service.image_to_image(_image_or_id(args.image), args.k, filters)
     elif weights or args.mode == "omni":

@@ -88,24 +88,59 @@ def resolve_captioner(spec: str) -> str:
     return spec if spec == "none" else resolve(spec, ONLINE_CAPTIONER, OFFLINE_CAPTIONER)
 
 
+def _lite(name: str, device: str | None) -> DualEncoder:
+    from .lite import LiteEncoder
+
+    return LiteEncoder(name or None, device=device)
+
+
+def _open_clip(name: str, device: str | None) -> DualEncoder:
+    from .clip import OpenClipEncoder
+
+    return OpenClipEncoder(name, device=device)
+
+
+def _hf_clip(name: str, device: str | None) -> DualEncoder:
+    from .clip import HFClipEncoder
+
+    return HFClipEncoder(name, device=device)
+
+
+def _labels(name: str, device: str | None) -> Captioner:
+    from .lite import LabelCaptioner
+
+    return LabelCaptioner(device=device)
+
+
+def _blip(name: str, device: str | None) -> Captioner:
+    from .captioners import BlipCaptioner
+
+    return BlipCaptioner(name or "Salesforce/blip-image-captioning-base", device=device)
+
+
+# The registry: a spec's kind (before the colon) -> a factory of (name after the colon, device).
+# Another model family is one more entry here.
+ENCODERS = {"lite": _lite, "open_clip": _open_clip, "hf": _hf_clip}
+CAPTIONERS = {"labels": _labels, "blip": _blip}
+HUB_KINDS = {"open_clip", "hf", "blip"}  # downloaded from the Hugging Face Hub
+
+
+def _load(registry: dict, spec: str, device: str | None, what: str):
+    kind, _, name = spec.partition(":")
+    if kind not in registry:
+        raise UsageError(f"Unknown {what} spec '{spec}'. Use auto, or one of: {', '.join(registry)}.")
+    if kind not in HUB_KINDS:
+        return registry[kind](name, device)
+    try:
+        return registry[kind](name, device)
+    except (OSError, RuntimeError, ValueError) as e:
+        raise hub.unavailable(f"The {what} '{spec}'", e) from e
+
+
 @functools.lru_cache(maxsize=8)
 def load_encoder(spec: str = "auto", device: str | None = None) -> DualEncoder:
     """The dual encoder named by `spec` (loaded once per process)."""
-    spec = resolve_encoder(spec)
-    kind, _, name = spec.partition(":")
-    if kind == "lite":
-        from .lite import LiteEncoder
-
-        return LiteEncoder(name or None, device=device)
-    if kind in ("open_clip", "hf"):
-        from .clip import HFClipEncoder, OpenClipEncoder
-
-        cls = OpenClipEncoder if kind == "open_clip" else HFClipEncoder
-        try:
-            return cls(name, device=device)
-        except (OSError, RuntimeError, ValueError) as e:
-            raise hub.unavailable(f"Model '{spec}'", e) from e
-    raise UsageError(f"Unknown model spec '{spec}'. Use open_clip:<arch>/<pretrained>, hf:<repo>, lite or auto.")
+    return _load(ENCODERS, resolve_encoder(spec), device, "model")
 
 
 def caption_images(images: list[Image.Image], spec: str = "auto", batch_size: int = 32) -> list[str]:
@@ -119,17 +154,4 @@ def caption_images(images: list[Image.Image], spec: str = "auto", batch_size: in
 @functools.lru_cache(maxsize=4)
 def load_captioner(spec: str = "auto", device: str | None = None) -> Captioner:
     """The captioner named by `spec` (loaded once per process)."""
-    spec = resolve_captioner(spec)
-    kind, _, name = spec.partition(":")
-    if kind == "labels":
-        from .lite import LabelCaptioner
-
-        return LabelCaptioner(device=device)
-    if kind == "blip":
-        from .captioners import BlipCaptioner
-
-        try:
-            return BlipCaptioner(name or "Salesforce/blip-image-captioning-base", device=device)
-        except (OSError, RuntimeError, ValueError) as e:
-            raise hub.unavailable(f"Captioner '{spec}'", e) from e
-    raise UsageError(f"Unknown captioner spec '{spec}'. Use blip:<repo>, labels or auto.")
+    return _load(CAPTIONERS, resolve_captioner(spec), device, "captioner")

@@ -1,0 +1,69 @@
+"""The search service's logic on the tiny fake-encoder collection (fast tier)."""
+import numpy as np
+import pytest
+
+from mosaic.errors import CollectionError, QueryError
+
+
+def titles(hits):
+    return [h.metadata["title"] for h in hits]
+
+
+def test_text_finds_the_colour_it_names(tiny):
+    hits = tiny.text_to_image("red", k=3, target="image")
+    assert {h.id for h in hits} == {"red-boat.png", "red-coat.png", "red-barn.png"}
+    assert all(a.score >= b.score for a, b in zip(hits, hits[1:]))
+
+
+def test_filters_or_within_a_field_and_within_fields(tiny):
+    hits = tiny.text_to_image("boat", k=12, filters={"style": ["Baroque", "Cubism"], "genre": ["marina"]})
+    assert {h.id for h in hits} == {"red-boat.png", "blue-boat.png", "white-ship.png"}
+    assert tiny.collection.filter_rows({"style": "Rococo"}).tolist() == [2, 3, 5, 9]
+
+
+def test_unknown_filters_name_the_valid_ones(tiny):
+    with pytest.raises(CollectionError, match="Known values: Baroque, Cubism, Rococo"):
+        tiny.text_to_image("red", filters={"style": ["Vaporwave"]})
+    with pytest.raises(CollectionError, match="can be filtered by: .*genre"):
+        tiny.text_to_image("red", filters={"colour": ["red"]})
+
+
+def test_image_query_by_id_returns_the_item_first_and_shared_tags(tiny):
+    hits = tiny.image_to_image("blue-lake.png", k=3)
+    assert hits[0].id == "blue-lake.png" and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert hits[0].explanation["mode"] == "image"
+
+
+def test_omni_adds_z_scored_text_and_tag_weights(tiny):
+    text_only = tiny.omni("yellow", k=12)
+    tag = tiny.collection.tag_names[0]
+    weighted = tiny.omni("yellow", k=12, tag_weights={tag: 2.0})
+    for hits in (text_only, weighted):
+        parts = np.array([sum(h.explanation["parts"].values()) for h in hits])
+        np.testing.assert_allclose(parts, [h.score for h in hits], atol=1e-3)
+    assert weighted[0].explanation["parts"][tag] == pytest.approx(2.0 * tiny.tag_z[weighted[0].row, 0], abs=1e-3)
+    with pytest.raises(QueryError, match="Unknown tag"):
+        tiny.omni("red", tag_weights={"style:vaporwave": 1})
+    with pytest.raises(QueryError, match="Give a text"):
+        tiny.omni("")
+
+
+def test_explanations_rank_query_words_by_their_share(tiny):
+    hit = tiny.text_to_image("a red boat", k=1, target="image")[0]
+    assert hit.id == "red-boat.png"
+    contributions = {w["word"]: w["contribution"] for w in hit.explanation["query_words"]}
+    assert set(contributions) == {"red", "boat"}  # stop words are not explained
+    assert contributions["red"] > 0
+
+
+@pytest.mark.parametrize("text, message", [("", "empty"), ("x" * 1001, "under 1000")])
+def test_bad_queries_get_clear_errors(tiny, text, message):
+    with pytest.raises(QueryError, match=message):
+        tiny.text_to_image(text)
+
+
+def test_unknown_items_and_targets_are_query_errors(tiny):
+    with pytest.raises(QueryError, match="No item with id"):
+        tiny.image_to_image("nothing.png")
+    with pytest.raises(QueryError, match="Unknown target"):
+        tiny.text_to_image("red", target="everything")
