@@ -74,7 +74,7 @@ def main() -> None:
     demo.close()
 
     result = {"collection": "Flickr8k sample", "items": len(service.collection), "queries": len(queries),
-              "k": args.k, "target": "both", "model": service.collection.manifest["models"]["encoder"], **times,
+              "k": args.k, "target": "both", "model": service.collection.manifest.models["encoder"], **times,
               "api_over_service_p50": round(times["api"]["p50_ms"] / times["service"]["p50_ms"], 2)}
     print(json.dumps(result, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)

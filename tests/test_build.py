@@ -26,15 +26,15 @@ def flickr_config(flickr_dir, limit):
 def test_flickr_collection_is_complete_and_self_describing(flickr):
     c = flickr.collection
     m = c.manifest
-    assert m["complete"] and m["counts"] == {"items": 300, "captions": 1800, "skipped": 0}
-    assert m["models"] == {"encoder": "lite", "captioner": "labels"} and m["dim"] == 384
+    assert m.complete and m.counts == {"items": 300, "captions": 1800, "skipped": 0}
+    assert m.models == {"encoder": "lite", "captioner": "labels"} and m.dim == 384
     assert c.image_emb.shape == (300, 384) and c.text_emb.shape == (1800, 384) and c.omni_emb.shape == (300, 384)
     np.testing.assert_allclose(np.linalg.norm(c.image_emb, axis=1), 1, atol=1e-5)
     kinds = c.captions["kind"].to_pylist()
     assert kinds.count("human") == 1500 and kinds.count("generated") == 300
     assert c.item(0)["caption"].startswith("a photo of")
     assert c.tags.shape == (300, len(c.tag_names)) and "objects:dog" in c.tag_names
-    for name, digest in m["checksums"].items():
+    for name, digest in m.checksums.items():
         assert sha256(c.path / name) == digest
     assert not (c.path / "shards").exists()
 
@@ -81,8 +81,8 @@ def test_killed_build_resumes_to_the_same_collection(tmp_path, flickr_dir, caplo
     assert a.captions.equals(b.captions) and a.metadata.equals(b.metadata)
     for name in ("image_emb", "text_emb", "omni_emb", "tags"):
         np.testing.assert_allclose(getattr(a, name), getattr(b, name), atol=1e-5)
-    assert a.manifest["shards"] == b.manifest["shards"]
-    assert [s["records"] for s in a.manifest["shards"]] == [32] * 5
+    assert a.manifest.shards == b.manifest.shards
+    assert [s["records"] for s in a.manifest.shards] == [32] * 5
 
 
 def test_ray_engine_builds_the_same_collection_on_a_local_cluster(tmp_path, flickr_dir):
@@ -102,7 +102,7 @@ def test_ray_engine_builds_the_same_collection_on_a_local_cluster(tmp_path, flic
     assert a.captions.equals(b.captions) and a.metadata.equals(b.metadata)
     for name in ("image_emb", "text_emb", "omni_emb", "tags"):
         np.testing.assert_allclose(getattr(a, name), getattr(b, name), atol=1e-5)
-    assert a.manifest["shards"] == b.manifest["shards"]
+    assert a.manifest.shards == b.manifest.shards
     assert (on_ray / "thumbs.bin").read_bytes() == (local / "thumbs.bin").read_bytes()
 
 
@@ -118,10 +118,10 @@ def test_corrupt_huge_and_wrong_files_are_skipped_and_reported(tmp_path, flickr_
     out = build(BuildConfig("folder", str(folder), model="lite", captioner="labels"), tmp_path / "c", progress=False)
     c = Collection.load(out)
     assert sorted(c.ids()) == sorted(p.name for p in good)
-    skipped = {s["id"]: s["reason"] for s in c.manifest["skipped"]}
+    skipped = {s["id"]: s["reason"] for s in c.manifest.skipped}
     assert set(skipped) == {"truncated.jpg", "notes.jpg", "huge.png"}
     assert "too large" in skipped["huge.png"]
-    assert c.manifest["counts"]["skipped"] == 3
+    assert c.manifest.counts["skipped"] == 3
 
 
 def test_a_source_with_nothing_readable_is_an_error_not_an_empty_collection(tmp_path):
@@ -146,6 +146,6 @@ def test_embedded_default_builds_offline_and_answers(tmp_path):
 
     out = build(BuildConfig("skimage"), tmp_path / "skimage", progress=False)  # auto models
     service = SearchService(out)
-    assert service.collection.manifest["models"] == {"encoder": "lite", "captioner": "labels"}
+    assert service.collection.manifest.models == {"encoder": "lite", "captioner": "labels"}
     assert service.text_to_image("a cat with green eyes", k=1)[0].id == "chelsea"
     assert service.image_to_image("rocket", k=1)[0].id == "rocket"

@@ -16,7 +16,7 @@ import logging
 import pickle
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +24,13 @@ from tqdm import tqdm
 
 from . import collection as coll
 from .cluster import ray_session
+from .collection import Files, Manifest
 from .errors import CollectionError, UsageError
 from .index import build_annoy
 from .models import load_captioner, load_encoder, resolve_captioner, resolve_encoder
-from .sources import MAX_PIXELS, load_image, open_source, select
+from .sources import MAX_PIXELS, fields_of, load_image, open_source, select
 from .stages import Vocabulary, concat_columns, process_batch
-from .util import sha256, write_json
+from .util import sha256
 
 log = logging.getLogger("mosaic")
 
@@ -55,6 +56,11 @@ class BuildConfig:
     n_trees: int = 50
     options: dict = field(default_factory=dict)
 
+    def resolved(self) -> BuildConfig:
+        """A copy with `auto` models and the default vocabulary made concrete."""
+        return replace(self, vocab=self.vocab or DEFAULT_VOCAB.get(self.source, "photos"),
+                       model=resolve_encoder(self.model), captioner=resolve_captioner(self.captioner))
+
     def identity(self) -> dict:
         """The fields a resumed build must share with the one it resumes (not batching)."""
         d = asdict(self)
@@ -72,34 +78,20 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progres
         raise UsageError(f"Unknown engine '{engine}'. Use one of {', '.join(ENGINES)}.")
     if engine == "ray":
         ray_session()  # before the models load: no Ray, or no cluster, fails here
-    out = Path(out)
-    config.vocab = config.vocab or DEFAULT_VOCAB.get(config.source, "photos")
-    config.model = resolve_encoder(config.model)
-    config.captioner = resolve_captioner(config.captioner)
-    manifest = coll.read_manifest(out)
-    if manifest and overwrite:
-        shutil.rmtree(out)
-        manifest = None
-    if manifest and manifest["config"] != config.identity():
-        raise CollectionError(
-            f"{out} was built with other settings ({_diff(manifest['config'], config.identity())}). "
-            "Use another output folder, or --overwrite to rebuild it.")
-    if manifest and manifest.get("complete"):
-        log.info("%s is already built (%d items); nothing to do.", out, manifest["counts"]["items"])
+    out, config = Path(out), config.resolved()
+    manifest = _existing(out, config, overwrite)
+    if manifest and manifest.complete:
+        log.info("%s is already built (%d items); nothing to do.", out, manifest.counts["items"])
         return out
-    records = iter(select(open_source(config.source, config.path, **config.options), config.limit, config.seed))
-    first = next(records, None)  # a missing path or an offline Hub fails here, before models load
-    if first is None:
-        raise CollectionError(f"The source '{config.source}' {config.path or ''} yielded no records.")
-    records = itertools.chain([first], records)
-
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = manifest or _new_manifest(out, config)
-
+    records = _records(config)
     encoder, tag_emb, vocab = _encoder_and_tags(config)
-    manifest.update(dim=encoder.dim, vocabulary=vocab.names)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = manifest or Manifest(out.name, config.identity(), {"encoder": config.model, "captioner": config.captioner},
+                                    asdict(fields_of(config.source)))
+    manifest.dim, manifest.vocabulary = encoder.dim, vocab.names
+    manifest.write(out)
 
-    done = sum(s["records"] for s in manifest["shards"])
+    done = sum(s["records"] for s in manifest.shards)
     chunks = _chunks(itertools.islice(records, done, None), config.shard_size)
     if engine == "ray":  # the actors hold the models; the captioner is not needed here
         shards = _ray_shards(chunks, config, workers)
@@ -115,15 +107,40 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progres
     bar.close()
     elapsed = time.perf_counter() - started
     _finish(out, manifest, config, tag_emb)
-    log.info("built %s: %d items (%d new this run, %.1f images/s)", out, manifest["counts"]["items"],
+    log.info("built %s: %d items (%d new this run, %.1f images/s)", out, manifest.counts["items"],
              built, built / elapsed if elapsed else 0.0)
     return out
 
 
+def _existing(out: Path, config: BuildConfig, overwrite: bool) -> Manifest | None:
+    """The manifest of the collection already at `out` (None when there is none, or with
+    `overwrite`, which removes it); one built with other settings is refused."""
+    manifest = Manifest.read(out)
+    if manifest and overwrite:
+        shutil.rmtree(out)
+        return None
+    if manifest and manifest.config != config.identity():
+        raise CollectionError(
+            f"{out} was built with other settings ({_diff(manifest.config, config.identity())}). "
+            "Use another output folder, or --overwrite to rebuild it.")
+    return manifest
+
+
+def _records(config: BuildConfig):
+    """The source's records, the first already read: a missing path or an offline Hub fails
+    here, before any model loads."""
+    records = iter(select(open_source(config.source, config.path, **config.options), config.limit, config.seed))
+    first = next(records, None)
+    if first is None:
+        raise CollectionError(f"The source '{config.source}' {config.path or ''} yielded no records.")
+    return itertools.chain([first], records)
+
+
 def _encoder_and_tags(config: BuildConfig) -> tuple:
-    """(encoder, tag prompt embeddings, vocabulary)."""
-    encoder = load_encoder(config.model)
+    """(encoder, tag prompt embeddings, vocabulary); the vocabulary first, so a wrong name fails
+    before a model loads."""
     vocab = Vocabulary.load(config.vocab)
+    encoder = load_encoder(config.model)
     return encoder, encoder.encode_texts(vocab.prompts), vocab
 
 
@@ -206,38 +223,32 @@ def _diff(old: dict, new: dict) -> str:
     return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new.get(k))
 
 
-def _new_manifest(out: Path, config: BuildConfig) -> dict:
-    manifest = {"schema_version": coll.SCHEMA_VERSION, "name": out.name, "config": config.identity(),
-                "models": {"encoder": config.model, "captioner": config.captioner},
-                "complete": False, "shards": [], "skipped": []}
-    write_json(out / "manifest.json", manifest)
-    return manifest
-
-
-def _write_shard(out: Path, manifest: dict, records_read: int, items: list, columns: dict, skipped: list) -> None:
-    index = len(manifest["shards"])
-    coll.write_shard(out / "shards" / f"{index:05d}", items, columns)
-    manifest["shards"].append({"index": index, "records": records_read, "items": len(items)})
-    manifest["skipped"].extend(skipped)
+def _write_shard(out: Path, manifest: Manifest, records_read: int, items: list, columns: dict, skipped: list) -> None:
+    index = len(manifest.shards)
+    coll.write_shard(Files(out).shard(index), items, columns)
+    manifest.shards.append({"index": index, "records": records_read, "items": len(items)})
+    manifest.skipped.extend(skipped)
     for s in skipped:
         log.warning("skipped %s: %s", s["id"], s["reason"])
-    write_json(out / "manifest.json", manifest)
+    manifest.write(out)
 
 
-def _finish(out: Path, manifest: dict, config: BuildConfig, tag_emb: np.ndarray) -> None:
-    shards = [out / "shards" / f"{s['index']:05d}" for s in manifest["shards"] if s["items"]]
+def _finish(out: Path, manifest: Manifest, config: BuildConfig, tag_emb: np.ndarray) -> None:
+    files = Files(out)
+    shards = [files.shard(s["index"]) for s in manifest.shards if s["items"]]
     if not shards:
-        raise CollectionError(f"No readable images in the source; {len(manifest['skipped'])} skipped "
-                                   "(see manifest.json).")
+        raise CollectionError(f"No readable images in the source; {len(manifest.skipped)} skipped "
+                              "(see manifest.json).")
     coll.consolidate(out, shards)
-    np.save(out / "tag_emb.npy", tag_emb.astype(np.float32))
-    (out / "index").mkdir(exist_ok=True)
-    for name, array in (("image", "image_emb"), ("caption", "text_emb"), ("omni", "omni_emb")):
-        build_annoy(np.load(out / f"{array}.npy", mmap_mode="r"), out / "index" / f"{name}.ann", config.n_trees)
-    items = sum(s["items"] for s in manifest["shards"])
-    captions = np.load(out / "text_emb.npy", mmap_mode="r").shape[0]
-    files = sorted(p for p in out.rglob("*") if p.is_file() and "shards" not in p.parts and p.name != "manifest.json")
-    manifest.update(complete=True, counts={"items": items, "captions": captions, "skipped": len(manifest["skipped"])},
-                    dtype="float32", checksums={p.relative_to(out).as_posix(): sha256(p) for p in files})
-    write_json(out / "manifest.json", manifest)
-    shutil.rmtree(out / "shards")
+    np.save(files.array("tag_emb"), tag_emb.astype(np.float32))
+    for space in coll.EMBEDDINGS:
+        files.annoy(space).parent.mkdir(exist_ok=True)
+        build_annoy(np.load(files.array(f"{space}_emb"), mmap_mode="r"), files.annoy(space), config.n_trees)
+    captions = np.load(files.array("text_emb"), mmap_mode="r").shape[0]
+    done = sorted(p for p in out.rglob("*") if p.is_file() and files.shards not in p.parents and p != files.manifest)
+    manifest.complete = True
+    manifest.counts = {"items": sum(s["items"] for s in manifest.shards), "captions": captions,
+                       "skipped": len(manifest.skipped)}
+    manifest.checksums = {p.relative_to(out).as_posix(): sha256(p) for p in done}
+    manifest.write(out)
+    shutil.rmtree(files.shards)

@@ -75,9 +75,9 @@ def cmd_info(args) -> None:
 
     c = Collection.load(_collection_path(args.collection))
     m = c.manifest
-    print(json.dumps({"name": c.name, "models": m["models"], "dim": m["dim"], "counts": m["counts"],
+    print(json.dumps({"name": c.name, "models": m.models, "dim": m.dim, "counts": m.counts,
                       "filters": {k: v[:10] for k, v in c.filter_fields().items()},
-                      "tags": c.tag_names, "skipped": m["skipped"][:20]}, indent=2, ensure_ascii=False))
+                      "tags": c.tag_names, "skipped": m.skipped[:20]}, indent=2, ensure_ascii=False))
 
 
 def cmd_eval(args) -> None:
@@ -232,16 +232,16 @@ def default_collections() -> list[Path]:
     """The bundled default collection (built on first use, no download), then every other
     finished collection under the artifacts folder."""
     from .build import BuildConfig, build
-    from .collection import SCHEMA_VERSION, read_manifest
+    from .collection import Manifest
 
     default = build(BuildConfig("skimage"), ARTIFACTS / "skimage")
     others = []
     for path in sorted(p for p in ARTIFACTS.iterdir() if p.is_dir() and p != default):
-        m = read_manifest(path)
-        if m and m.get("complete") and m.get("schema_version") == SCHEMA_VERSION:
+        m = Manifest.read(path)
+        if m and not m.problem():
             others.append(path)
         elif m:
-            logging.getLogger("mosaic").warning("not serving %s: unfinished or built by another version", path)
+            logging.getLogger("mosaic").warning("not serving %s: %s", path.name, m.problem())
     return [default, *others]
 
 

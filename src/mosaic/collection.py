@@ -22,7 +22,8 @@ import io
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from functools import cached_property
 from pathlib import Path
 
@@ -33,15 +34,108 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from .errors import CollectionError
+from .sources import Fields, fields_of
+from .util import write_json
 
 SCHEMA_VERSION = 2
 ITEM_ARRAYS = ("image_emb", "tags")  # one row per item
 CAPTION_ARRAYS = ("text_emb",)  # one row per caption
+EMBEDDINGS = ("image", "text", "omni")  # searchable spaces: <name>_emb.npy, each with an Annoy index
+ANNOY_FILES = {"image": "image", "text": "caption", "omni": "omni"}
 
 
-def read_manifest(path: Path) -> dict | None:
-    f = Path(path) / "manifest.json"
-    return json.loads(f.read_text()) if f.exists() else None
+@dataclass(frozen=True)
+class Files:
+    """Where each part of a collection (or of one of its shards) lives under its folder."""
+
+    root: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def metadata(self) -> Path:
+        return self.root / "metadata.parquet"
+
+    @property
+    def captions(self) -> Path:
+        return self.root / "captions.parquet"
+
+    @property
+    def thumbs(self) -> Path:
+        return self.root / "thumbs.bin"
+
+    @property
+    def thumb_offsets(self) -> Path:
+        return self.root / "thumbs.npy"
+
+    @property
+    def shards(self) -> Path:
+        return self.root / "shards"
+
+    def array(self, name: str) -> Path:
+        """`image_emb`, `text_emb`, `omni_emb`, `tags` or `tag_emb`."""
+        return self.root / f"{name}.npy"
+
+    def annoy(self, space: str) -> Path:
+        """The Annoy index of a searchable space (`image`, `text` or `omni`)."""
+        return self.root / "index" / f"{ANNOY_FILES[space]}.ann"
+
+    def shard(self, index: int) -> Path:
+        return self.shards / f"{index:05d}"
+
+
+@dataclass
+class Manifest:
+    """manifest.json: how a collection was built, what it holds, and how far its build got.
+
+    `config` is the build's identity (a resumed build must match it), `models` the encoder and
+    captioner specs, `fields` what the source's metadata fields mean (`sources.Fields`)."""
+
+    name: str
+    config: dict
+    models: dict
+    fields: dict
+    schema_version: int = SCHEMA_VERSION
+    complete: bool = False
+    shards: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    dim: int = 0
+    vocabulary: list[str] = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+    dtype: str = "float32"
+    checksums: dict = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, root: str | Path) -> Manifest | None:
+        """The manifest of the collection at `root`, or None when there is none."""
+        path = Files(Path(root)).manifest
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text())
+            data.setdefault("fields", asdict(fields_of(data["config"]["source"])))  # written before fields were
+            return cls(**{f.name: data[f.name] for f in dataclass_fields(cls) if f.name in data})
+        except (ValueError, KeyError, TypeError) as e:
+            raise CollectionError(f"The manifest of '{Path(root).name}' is damaged ({type(e).__name__}). "
+                                  "Rebuild the collection with `mosaic build ... --overwrite`.") from None
+
+    def write(self, root: Path) -> None:
+        write_json(Files(root).manifest, asdict(self))
+
+    def problem(self) -> str | None:
+        """Why the collection cannot be searched yet (None when it can)."""
+        if self.schema_version != SCHEMA_VERSION:
+            return (f"'{self.name}' has schema version {self.schema_version}, this Mosaic reads {SCHEMA_VERSION}. "
+                    "Rebuild it with `mosaic build --overwrite`.")
+        if not self.complete:
+            return f"'{self.name}' is not finished building. Run the same `mosaic build` again to resume it."
+        return None
+
+    @property
+    def source_fields(self) -> Fields:
+        return Fields(**{**self.fields, "text": tuple(self.fields.get("text", ()))})
 
 
 def write_shard(folder: Path, items: list[dict], columns: dict) -> None:
@@ -49,14 +143,15 @@ def write_shard(folder: Path, items: list[dict], columns: dict) -> None:
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    files = Files(tmp)
     rows = [{**item, "caption": gen} for item, gen in zip(items, columns["generated"])]
-    pq.write_table(pa.Table.from_pylist(rows), tmp / "metadata.parquet")
+    pq.write_table(pa.Table.from_pylist(rows), files.metadata)
     pq.write_table(pa.table({"item": columns["caption_item"], "text": columns["caption_text"],
-                             "kind": columns["caption_kind"]}), tmp / "captions.parquet")
+                             "kind": columns["caption_kind"]}), files.captions)
     for name in ITEM_ARRAYS + CAPTION_ARRAYS:
-        np.save(tmp / f"{name}.npy", columns[name])
-    (tmp / "thumbs.bin").write_bytes(b"".join(columns["thumbs"]))
-    np.save(tmp / "thumbs.npy", np.cumsum([0] + [len(t) for t in columns["thumbs"]]).astype(np.int64))
+        np.save(files.array(name), columns[name])
+    files.thumbs.write_bytes(b"".join(columns["thumbs"]))
+    np.save(files.thumb_offsets, np.cumsum([0] + [len(t) for t in columns["thumbs"]]).astype(np.int64))
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
 
@@ -76,30 +171,33 @@ def _concat_npy(files: list[Path], out: Path) -> np.ndarray:
 
 def consolidate(root: Path, shard_dirs: list[Path], chunk: int = 65536) -> None:
     """Merge finished shards into the collection's final files."""
-    meta = [pq.read_table(d / "metadata.parquet") for d in shard_dirs]
-    pq.write_table(pa.concat_tables(meta, promote_options="default"), root / "metadata.parquet")
+    out, shards = Files(root), [Files(d) for d in shard_dirs]
+    meta = [pq.read_table(s.metadata) for s in shards]
+    pq.write_table(pa.concat_tables(meta, promote_options="default"), out.metadata)
     caps, offset = [], 0
-    for d, m in zip(shard_dirs, meta):
-        t = pq.read_table(d / "captions.parquet")
+    for s, m in zip(shards, meta):
+        t = pq.read_table(s.captions)
         caps.append(t.set_column(0, "item", pc.add(t["item"], offset)))
         offset += m.num_rows
     captions = pa.concat_tables(caps)
-    pq.write_table(captions, root / "captions.parquet")
-    arrays = {name: _concat_npy([d / f"{name}.npy" for d in shard_dirs], root / f"{name}.npy")
+    pq.write_table(captions, out.captions)
+    arrays = {name: _concat_npy([s.array(name) for s in shards], out.array(name))
               for name in ITEM_ARRAYS + CAPTION_ARRAYS}
     offsets, at = [np.zeros(1, np.int64)], 0
-    with open(root / "thumbs.bin", "wb") as dst:
-        for d in shard_dirs:
-            with open(d / "thumbs.bin", "rb") as src:
+    with open(out.thumbs, "wb") as dst:
+        for s in shards:
+            with open(s.thumbs, "rb") as src:
                 shutil.copyfileobj(src, dst)
-            o = np.load(d / "thumbs.npy")
+            o = np.load(s.thumb_offsets)
             offsets.append(o[1:] + at)
             at += int(o[-1])
-    np.save(root / "thumbs.npy", np.concatenate(offsets))
-    # omni = image + mean of its captions' embeddings, normalised; summed chunk by chunk.
-    image, text = arrays["image_emb"], arrays["text_emb"]
-    owner = captions["item"].to_numpy()
-    omni = np.lib.format.open_memmap(root / "omni_emb.npy", mode="w+", dtype=np.float32, shape=image.shape)
+    np.save(out.thumb_offsets, np.concatenate(offsets))
+    _write_omni(out, arrays["image_emb"], arrays["text_emb"], captions["item"].to_numpy(), chunk)
+
+
+def _write_omni(out: Files, image: np.ndarray, text: np.ndarray, owner: np.ndarray, chunk: int) -> None:
+    """omni = image + mean of its captions' embeddings, normalised; summed chunk by chunk."""
+    omni = np.lib.format.open_memmap(out.array("omni_emb"), mode="w+", dtype=np.float32, shape=image.shape)
     omni[:] = image
     counts = np.bincount(owner, minlength=len(image)).astype(np.float32)
     for i in range(0, len(owner), chunk):
@@ -113,7 +211,7 @@ class Collection:
     """A finished collection, loaded read-only (embeddings memory-mapped)."""
 
     path: Path
-    manifest: dict
+    manifest: Manifest
     metadata: pa.Table
     captions: pa.Table
     image_emb: np.ndarray
@@ -130,26 +228,27 @@ class Collection:
 
             path = download_dataset(str(path).removeprefix("hf://"))
         path = Path(path)
-        manifest = read_manifest(path)
+        manifest = Manifest.read(path)
         if manifest is None:
             raise CollectionError(f"No collection at {path} (no manifest.json). Build one with `mosaic build`.")
-        if manifest.get("schema_version") != SCHEMA_VERSION:
-            raise CollectionError(f"{path} has schema version {manifest.get('schema_version')}, this "
-                                  f"Mosaic reads {SCHEMA_VERSION}. Rebuild it with `mosaic build --overwrite`.")
-        if not manifest.get("complete"):
-            raise CollectionError(f"{path} is not finished building. Run the same `mosaic build` again to resume it.")
-        npy = lambda name: np.load(path / f"{name}.npy", mmap_mode="r")  # noqa: E731
-        return cls(path, manifest, pq.read_table(path / "metadata.parquet"),
-                   pq.read_table(path / "captions.parquet"), npy("image_emb"), npy("text_emb"),
-                   npy("omni_emb"), np.asarray(npy("tags")), np.asarray(npy("tag_emb")))
+        if manifest.problem():
+            raise CollectionError(manifest.problem())
+        files = Files(path)
+        npy = lambda name: np.load(files.array(name), mmap_mode="r")  # noqa: E731
+        return cls(path, manifest, pq.read_table(files.metadata), pq.read_table(files.captions), npy("image_emb"),
+                   npy("text_emb"), npy("omni_emb"), np.asarray(npy("tags")), np.asarray(npy("tag_emb")))
+
+    @property
+    def files(self) -> Files:
+        return Files(self.path)
 
     @property
     def name(self) -> str:
-        return self.manifest["name"]
+        return self.manifest.name
 
     @property
     def tag_names(self) -> list[str]:
-        return self.manifest["vocabulary"]
+        return self.manifest.vocabulary
 
     def __len__(self) -> int:
         return self.metadata.num_rows
@@ -167,12 +266,12 @@ class Collection:
 
     @cached_property
     def _thumb_offsets(self) -> np.ndarray:
-        return np.load(self.path / "thumbs.npy", mmap_mode="r")
+        return np.load(self.files.thumb_offsets, mmap_mode="r")
 
     def thumbnail_bytes(self, row: int) -> bytes:
         """The item's stored JPEG preview, encoded."""
         start, end = self._thumb_offsets[row:row + 2]
-        with open(self.path / "thumbs.bin", "rb") as f:
+        with open(self.files.thumbs, "rb") as f:
             f.seek(int(start))
             return f.read(int(end - start))
 
@@ -194,9 +293,9 @@ class Collection:
 
     def filter_fields(self) -> dict[str, list]:
         """Metadata fields usable as filters, with their values (fields with few distinct values)."""
-        out = {}
+        out, skip = {}, self.manifest.source_fields.not_filters()
         for name in self.metadata.column_names:
-            if name in ("id", "caption", "file", "title", "frame_index", "description"):
+            if name in skip:
                 continue
             values = pc.unique(self.metadata[name].drop_null()).to_pylist()
             if 1 <= len(values) <= max(50, len(self) // 10):
@@ -211,27 +310,28 @@ class Collection:
         if not filters:
             return None
         mask = np.ones(len(self), bool)
-        for field, wanted in filters.items():
-            if field not in self.metadata.column_names:
-                raise CollectionError(f"Unknown filter '{field}'. This collection can be filtered by: "
+        for name, wanted in filters.items():
+            if name not in self.metadata.column_names:
+                raise CollectionError(f"Unknown filter '{name}'. This collection can be filtered by: "
                                       f"{', '.join(self.filter_fields()) or 'nothing'}.")
-            column = np.asarray([str(v) for v in self.metadata[field].to_pylist()], dtype=object)
+            column = np.asarray([str(v) for v in self.metadata[name].to_pylist()], dtype=object)
             wanted = {str(v) for v in (wanted if isinstance(wanted, (list, tuple, set)) else [wanted])}
             missing = wanted - set(column)
             if missing:
                 values = sorted(set(column) - {"None"})
                 shown = ", ".join(values[:30]) + (" ..." if len(values) > 30 else "")
-                raise CollectionError(f"Unknown value '{sorted(missing)[0]}' for filter '{field}'. Known values: {shown}.")
+                raise CollectionError(f"Unknown value '{sorted(missing)[0]}' for filter '{name}'. Known values: {shown}.")
             mask &= np.isin(column, list(wanted))
         return np.flatnonzero(mask)
 
     @cached_property
     def scenes(self) -> dict[str, list[int]]:
         """The rows of each scene in frame order (empty for collections without scenes)."""
-        if not {"scene", "frame_index"} <= set(self.metadata.column_names):
+        fields = self.manifest.source_fields
+        if not fields.scene or not {fields.scene, fields.frame} <= set(self.metadata.column_names):
             return {}
         out: dict[str, list[tuple[int, int]]] = {}
-        for row, (scene, frame) in enumerate(zip(self.metadata["scene"].to_pylist(),
-                                                 self.metadata["frame_index"].to_pylist())):
+        for row, (scene, frame) in enumerate(zip(self.metadata[fields.scene].to_pylist(),
+                                                 self.metadata[fields.frame].to_pylist())):
             out.setdefault(scene, []).append((frame, row))
         return {scene: [row for _, row in sorted(frames)] for scene, frames in out.items()}

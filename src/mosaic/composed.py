@@ -100,7 +100,7 @@ class ComposedSearch:
     def merged_text(self, reference: str | int | Image.Image, text: str) -> str:
         """The `text` method's query: the reference's caption, then the modification."""
         if isinstance(reference, Image.Image):
-            spec = self.service.collection.manifest["models"]["captioner"]
+            spec = self.service.collection.manifest.models["captioner"]
             caption = caption_images([reference.convert("RGB")], spec)[0]
         else:
             caption = self.service.collection.item(self.service.row(reference)).get("caption") or ""

@@ -153,7 +153,7 @@ def retrieval(c: Collection, split: str = "all", candidates: int | None = None, 
               pools=(10, 25, 50, 100, 200, 500, 1000), dims=(32, 64, 128, 256), seed: int = 0) -> dict:
     """The report of `mosaic eval retrieval` (its JSON schema is in the README)."""
     pairs = Pairs.from_collection(c, split)
-    out = {"collection": c.name, "model": c.manifest["models"]["encoder"], "split": split,
+    out = {"collection": c.name, "model": c.manifest.models["encoder"], "split": split,
            "images": len(pairs.images), "captions": len(pairs.texts),
            "candidates": min(candidates or len(pairs.images), len(pairs.images)),
            **directions(pairs, candidates, seed=seed),

@@ -27,7 +27,7 @@ def _size_category(n: int) -> str:
 
 def build_command(c: Collection) -> str:
     """The `mosaic build` command that made the collection."""
-    cfg = c.manifest["config"]
+    cfg = c.manifest.config
     parts = ["mosaic build", cfg["source"], cfg["path"] or "", f"--name {c.name}"]
     for flag, key in (("--limit", "limit"), ("--seed", "seed"), ("--model", "model"), ("--captioner", "captioner"),
                       ("--vocab", "vocab")):
@@ -40,16 +40,16 @@ def build_command(c: Collection) -> str:
 def _card(c: Collection, license: str, what: str, body: str, extra: dict | None = None) -> str:
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    cfg = c.manifest["config"]
+    cfg = c.manifest.config
     data = DatasetCardData(license=license, task_categories=["image-to-text", "text-to-image"],
                            size_categories=[_size_category(len(c))], pretty_name=f"{c.name} {what}",
                            source_datasets=[f"extended|{cfg['path']}"] if cfg["source"] in HUB_SOURCES else None,
                            tags=["mosaic", "image-captioning"], **(extra or {}))
     versions = ", ".join(f"{p} {md.version(p)}" for p in ("mosaic-search", "torch", "open_clip_torch", "transformers"))
-    models = c.manifest["models"]
+    models = c.manifest.models
     text = (f"# {c.name}: {what}\n\n{body}\n\n## How it was built\n\n"
             f"- image-text model: `{models['encoder']}`; captioner: `{models['captioner']}`\n"
-            f"- software: {versions}\n- {len(c)} items, {c.manifest['counts']['captions']} captions, "
+            f"- software: {versions}\n- {len(c)} items, {c.manifest.counts['captions']} captions, "
             f"zero-shot tags from the `{cfg['vocab']}` vocabulary\n\n```bash\n{build_command(c)}\n```\n")
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{text}").content
 
@@ -85,7 +85,7 @@ def captions_folder(c: Collection, out: Path, images: bool = False, embeddings: 
 def collection_folder(c: Collection, out: Path, license: str = "other") -> Path:
     """The whole collection (manifest, metadata, embeddings, previews, indexes) as a dataset repo."""
     out.mkdir(parents=True, exist_ok=True)
-    for name in ["manifest.json", *c.manifest["checksums"]]:
+    for name in ["manifest.json", *c.manifest.checksums]:
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(c.path / name, out / name)
     (out / "README.md").write_text(_card(

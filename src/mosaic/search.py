@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .collection import Collection
+from .collection import EMBEDDINGS, Collection
 from .errors import CollectionError, QueryError
 from .index import AnnoyIndex, ExactIndex, ShardedIndex
 from .models import DualEncoder, load_encoder
@@ -48,15 +48,14 @@ class SearchService:
                  shard_rows: int | None = None, ray: bool = False):
         self.collection = collection if isinstance(collection, Collection) else Collection.load(collection)
         c = self.collection
-        self.encoder = encoder or load_encoder(c.manifest["models"]["encoder"])
+        self.encoder = encoder or load_encoder(c.manifest.models["encoder"])
         if self.encoder.dim != c.image_emb.shape[1]:
             raise CollectionError(f"{c.path} holds {c.image_emb.shape[1]}-d embeddings but the model "
                                   f"{self.encoder.spec} makes {self.encoder.dim}-d ones.")
         use_annoy = index == "annoy" or (index == "auto" and len(c) > exact_limit)
-        self.exact = {name: ShardedIndex(c.path / f"{name}_emb.npy", shard_rows, precision, ray) if shard_rows
-                      else ExactIndex(getattr(c, f"{name}_emb"), precision) for name in ("image", "text", "omni")}
-        self.annoy = {name: AnnoyIndex(c.path / "index" / f"{file}.ann", c.image_emb.shape[1])
-                      for name, file in (("image", "image"), ("text", "caption"), ("omni", "omni"))} if use_annoy else {}
+        self.exact = {name: ShardedIndex(c.files.array(f"{name}_emb"), shard_rows, precision, ray) if shard_rows
+                      else ExactIndex(getattr(c, f"{name}_emb"), precision) for name in EMBEDDINGS}
+        self.annoy = {name: AnnoyIndex(c.files.annoy(name), c.image_emb.shape[1]) for name in EMBEDDINGS} if use_annoy else {}
         self.tag_mean, self.tag_std = c.tags.mean(0), np.maximum(c.tags.std(0), 1e-6)
         self.tag_z = (c.tags - self.tag_mean) / self.tag_std
 

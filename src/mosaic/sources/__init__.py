@@ -24,6 +24,22 @@ MAX_PIXELS = 40_000_000  # larger images are refused before decoding
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
+@dataclass(frozen=True)
+class Fields:
+    """What a source's metadata fields mean to a reader: the one that titles an item, the ones
+    that order frames into scenes, and free-text ones (never offered as filters). Written into
+    the collection's manifest, so the collection describes itself."""
+
+    title: str | None = None
+    scene: str | None = None
+    frame: str | None = None
+    text: tuple[str, ...] = ("file",)
+
+    def not_filters(self) -> set[str]:
+        """Fields that identify or describe one item rather than group items."""
+        return {"id", "caption", *self.text} | {f for f in (self.title, self.frame) if f}
+
+
 @dataclass
 class Record:
     """One item of a collection: an image (loaded lazily), its texts and its metadata."""
@@ -239,6 +255,18 @@ SOURCES: dict[str, Callable[..., Iterator[Record]]] = {
     "cirr": cirr,
     "skimage": skimage_photos,
 }
+
+
+FIELDS: dict[str, Fields] = {
+    "wikiart": Fields(title="title"),
+    "wikiart-hub": Fields(title="title"),
+    "driving": Fields(scene="scene", frame="frame_index", text=("file", "description")),
+}
+
+
+def fields_of(kind: str) -> Fields:
+    """The fields a source of this kind declares (plain `Fields()` for most)."""
+    return FIELDS.get(kind, Fields())
 
 
 def open_source(kind: str, path: str | None = None, **options) -> Iterator[Record]:
