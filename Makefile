@@ -1,7 +1,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test
+.PHONY: setup demo test test-fast lint
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -13,5 +13,13 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) demo.py
 
-test: setup
+# everything: real packaged models, the sample data in ../shared/data, a served app, a browser
+test: setup lint
 	$(PY) -m pytest -q
+
+# the fast tier: a fake encoder and a tiny collection, no model weights, no sample data
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench

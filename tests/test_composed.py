@@ -36,6 +36,7 @@ def cirr(cirr_dir, tmp_path_factory):
     return SearchService(out)
 
 
+@pytest.mark.slow
 def test_loader_reads_the_release_annotations(cirr_dir, cirr):
     triplets = load_cirr(cirr_dir)
     assert len(triplets) == 4181
@@ -66,6 +67,7 @@ def test_metrics_on_a_hand_computed_case():
     assert miss["R@1"] == 0 and miss["R_subset@1"] == 50 and miss["R@5"] == 100
 
 
+@pytest.mark.slow
 def test_fusion_methods_never_return_the_reference(cirr):
     search = ComposedSearch(cirr)
     ref = "dev-244-0-img0"
@@ -85,6 +87,7 @@ def test_fusion_methods_never_return_the_reference(cirr):
         search.search(ref, "more bottles", "combiner")
 
 
+@pytest.mark.slow
 def test_evaluation_and_submission_files(cirr, cirr_dir):
     search, triplets = ComposedSearch(cirr), load_cirr(cirr_dir)
     r = evaluate(search, triplets, "sum")
@@ -101,6 +104,7 @@ def test_evaluation_and_submission_files(cirr, cirr_dir):
             assert set(subset[key]) <= set(by_pair[int(key)].members) and len(subset[key]) <= 3
 
 
+@pytest.mark.slow
 def test_one_combiner_training_round_end_to_end(cirr, cirr_dir, tmp_path):
     triplets = load_cirr(cirr_dir)
     out = train_combiner(cirr, triplets, tmp_path / "combiner.pt", CombinerConfig(rounds=1, epochs=3), progress=False)

@@ -34,6 +34,7 @@ def test_chunked_search_equals_one_product():
         np.testing.assert_allclose(s1, s2, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_quantized_exact_search_agrees_with_fp32_on_real_embeddings(flickr):
     vectors = np.asarray(flickr.collection.text_emb)  # 1,800 real caption embeddings
     queries = np.asarray(flickr.collection.image_emb[:100])
@@ -47,6 +48,7 @@ def test_quantized_exact_search_agrees_with_fp32_on_real_embeddings(flickr):
     assert ExactIndex(vectors, "int8").nbytes < ExactIndex(vectors).nbytes / 3.5
 
 
+@pytest.mark.slow
 def test_exact_search_restricted_to_rows_returns_collection_rows(flickr):
     vectors = np.asarray(flickr.collection.image_emb)
     rows = np.array([5, 17, 42, 99])
@@ -55,6 +57,7 @@ def test_exact_search_restricted_to_rows_returns_collection_rows(flickr):
     assert scores[0, 0] == pytest.approx(1.0, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_annoy_finds_what_exact_finds(flickr, tmp_path):
     vectors = np.asarray(flickr.collection.image_emb)
     build_annoy(vectors, tmp_path / "i.ann", n_trees=20)
@@ -76,6 +79,7 @@ def test_two_stage_top_k_equals_torch_top_k():
     assert torch.equal(_topk(s[:, :99_999], 10)[1], torch.topk(s[:, :99_999], 10, dim=1).indices)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("on_ray", [False, True])
 def test_sharded_index_answers_like_one_index(tmp_path, on_ray):
     from mosaic.index import ShardedIndex

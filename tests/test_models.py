@@ -10,6 +10,8 @@ from mosaic.errors import HubError, UsageError
 from mosaic.models import load_captioner, load_encoder, resolve
 from mosaic.models.lite import _remap_checkpoint
 
+pytestmark = pytest.mark.slow  # the packaged models are loaded
+
 
 @pytest.fixture(scope="module")
 def photos():

@@ -2,10 +2,12 @@
 import os
 import sys
 
+import gradio
 import pytest
+import torch
 from conftest import free_port, served
 
-from mosaic.errors import HubError
+from mosaic.errors import HubError, UsageError
 from mosaic.publish import publish
 from mosaic.search import SearchService
 
@@ -50,7 +52,9 @@ def test_space_folder_has_front_matter_and_its_app_starts(wikiart, tmp_path):
     publish("space", str(wikiart.collection.path), None, out, dry_run=True)
     card = SpaceCard.load(out / "README.md")
     assert card.data.sdk == "gradio" and card.data.app_file == "app.py"
-    assert (out / "src" / "mosaic" / "app.py").exists() and (out / "requirements.txt").exists()
+    assert (out / "src" / "mosaic" / "__init__.py").exists() and (out / "src" / "mosaic" / "vocab" / "art.json").exists()
+    requirements = (out / "requirements.txt").read_text().split()
+    assert f"gradio=={gradio.__version__}" in requirements and f"torch=={torch.__version__.split('+')[0]}" in requirements
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1"}
     with served([sys.executable, "app.py"], port, cwd=out, env=env) as url:
@@ -68,7 +72,7 @@ def test_no_token_or_no_network_is_one_clear_message(wikiart, tmp_path, monkeypa
     with pytest.raises(HubError, match="HF_HUB_OFFLINE") as e:
         publish("collection", str(wikiart.collection.path), "me/collection", None, dry_run=False)
     assert SECRET not in str(e.value)
-    with pytest.raises(HubError, match="dry-run needs --out"):
+    with pytest.raises(UsageError, match="dry-run needs --out"):
         publish("space", "hf://me/collection", None, None, dry_run=True)
     with pytest.raises(HubError, match="Dataset repository 'me/nothing-here'"):
         SearchService("hf://me/nothing-here")

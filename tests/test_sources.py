@@ -7,6 +7,7 @@ from mosaic.errors import SourceError
 from mosaic.sources import open_source, select
 
 
+@pytest.mark.slow
 def test_flickr_captions_stream_every_image_with_its_five_captions(flickr_dir):
     records = list(open_source("captions", str(flickr_dir)))
     assert len(records) == 1000
@@ -15,6 +16,7 @@ def test_flickr_captions_stream_every_image_with_its_five_captions(flickr_dir):
     assert "pink dress" in records[0].texts[0]
 
 
+@pytest.mark.slow
 def test_selection_is_deterministic_and_seeded(flickr_dir):
     ids = lambda seed: [r.id for r in select(open_source("captions", str(flickr_dir)), 50, seed)]  # noqa: E731
     assert ids(1) == ids(1)
@@ -23,6 +25,7 @@ def test_selection_is_deterministic_and_seeded(flickr_dir):
     assert ids(None) == [r.id for r in open_source("captions", str(flickr_dir))][:50]
 
 
+@pytest.mark.slow
 def test_wikiart_csv_keeps_metadata_and_odd_file_names(wikiart_dir):
     records = list(open_source("wikiart", str(wikiart_dir)))
     assert len(records) == 30
@@ -32,6 +35,7 @@ def test_wikiart_csv_keeps_metadata_and_odd_file_names(wikiart_dir):
                               "genre": "cityscape", "title": "Cornelia Street"}
 
 
+@pytest.mark.slow
 def test_driving_frame_folders_become_ordered_scenes():
     records = list(open_source("driving", str(data_dir("driving"))))
     scenes = {r.metadata["scene"] for r in records}
@@ -42,6 +46,7 @@ def test_driving_frame_folders_become_ordered_scenes():
     assert s61[5].image.name == "frame_0005.jpg"
 
 
+@pytest.mark.slow
 def test_nuscenes_tables_give_scenes_descriptions_and_conditions(tmp_path):
     """A nuScenes v1.0 dataroot: scenes, linked samples and CAM_FRONT key frames (real frames)."""
     frames = sorted(data_dir("driving").joinpath("scene-0061").glob("*.jpg"))[:3]
@@ -65,12 +70,14 @@ def test_nuscenes_tables_give_scenes_descriptions_and_conditions(tmp_path):
     assert records[2].image.name == frames[2].name
 
 
+@pytest.mark.slow
 def test_cirr_images_follow_the_split_file():
     records = list(open_source("cirr", str(data_dir("cirr-dev-sample"))))
     assert len(records) == 13  # the split lists 2,000+ images; only those present are read
     assert all(r.image.exists() and r.id.startswith("dev-") for r in records)
 
 
+@pytest.mark.slow
 def test_coco_official_and_karpathy_formats(tmp_path, flickr_dir):
     images = sorted((flickr_dir / "images").glob("*.jpg"))[:2]
     official = {"images": [{"id": 7, "file_name": images[0].name}, {"id": 3, "file_name": images[1].name}],

@@ -8,6 +8,7 @@ huggingface_hub: never printed, never written.
 from __future__ import annotations
 
 import importlib.metadata as md
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,7 +17,7 @@ from . import hub
 from .collection import Collection
 from .errors import HubError, UsageError
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository: src/, requirements.txt
+PACKAGE = Path(__file__).resolve().parent  # the installed package: a Space gets a copy
 SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
 HUB_SOURCES = ("wikiart-hub", "hub")
 
@@ -102,9 +103,8 @@ def space_folder(out: Path, collection: str, title: str = "Mosaic") -> Path:
     import gradio
 
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(ROOT / "src" / "mosaic", out / "src" / "mosaic", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "requirements.txt", out / "requirements.txt")
+    shutil.copytree(PACKAGE, out / "src" / "mosaic", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    (out / "requirements.txt").write_text("\n".join(pinned_requirements()) + "\n")
     (out / "app.py").write_text(
         '"""Mosaic Space: serves one collection."""\nimport sys\nfrom pathlib import Path\n\n'
         'sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))\n\n'
@@ -116,6 +116,17 @@ def space_folder(out: Path, collection: str, title: str = "Mosaic") -> Path:
         f"sdk_version: {gradio.__version__}\napp_file: app.py\n{datasets}license: apache-2.0\npinned: false\n---\n\n"
         f"# {title}\n\nMultimodal search over `{collection}`: by image, by text, composed, with explanations.\n")
     return out
+
+
+def pinned_requirements() -> list[str]:
+    """Mosaic's dependencies (not the optional extras) pinned to the versions installed here,
+    read from the package's own metadata, so a Space runs what was tested."""
+    pins = []
+    for spec in md.requires("mosaic-search") or []:
+        if "extra ==" not in spec:
+            name = re.split(r"[\s<>=!~;\[]", spec, maxsplit=1)[0]
+            pins.append(f"{name}=={md.version(name).split('+')[0]}")  # no local build tag (+cpu)
+    return pins
 
 
 def upload(folder: Path, repo: str, repo_type: str) -> str:

@@ -1,6 +1,8 @@
 """The search service: the one place that turns a query into ranked, explained hits.
 
-The app, the command line and the evaluation all call it; nothing else computes a score.
+The app, the command line, the notebook and composed retrieval call it for every query. The
+evaluation (evaluate.py) does not: it scores whole splits at once through the same indexes, with
+the collection's human captions as queries.
 """
 from __future__ import annotations
 

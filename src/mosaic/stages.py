@@ -1,7 +1,9 @@
-"""Stages: pure functions from a batch of decoded records to columns.
+"""Stages: functions from a batch of decoded images and their texts to columns.
 
-No I/O and no global state: the same `process_batch` runs in the local loop or in any worker
-pool, given the same models.
+`process_batch` reads and writes no files and keeps nothing between calls (the models it is
+given may cache: the offline classifier reuses its answer for the batch it saw last), so it runs
+unchanged in the local loop or in any worker pool. `Vocabulary.load`, called once per build, is
+the one thing here that reads a file.
 """
 from __future__ import annotations
 
