@@ -118,3 +118,19 @@ def test_hub_dataset_offline_gives_one_clear_message():
 
     with pytest.raises(HubError, match="HF_HUB_OFFLINE"):
         list(open_source("wikiart-hub"))
+
+
+def test_query_images_that_cannot_be_used_say_why_without_server_paths(tmp_path):
+    from PIL import Image
+
+    from mosaic.sources import read_query_image
+
+    Image.new("L", (9000, 5000)).save(tmp_path / "huge.png")
+    (tmp_path / "notes.jpg").write_text("not an image")
+    with pytest.raises(SourceError, match=r"^huge.png is too large: 9000x5000 pixels, above the limit of 40 megapixels\.$"):
+        read_query_image(tmp_path / "huge.png")
+    with pytest.raises(SourceError, match="^notes.jpg is not an image Mosaic can read") as e:
+        read_query_image(tmp_path / "notes.jpg")
+    assert str(tmp_path) not in str(e.value)
+    with pytest.raises(SourceError, match="^gone.png: no such file"):
+        read_query_image(tmp_path / "gone.png")

@@ -286,7 +286,8 @@ def load_image(image: str | Path | Image.Image | bytes | dict, max_pixels: int =
     else:
         im = Image.open(io.BytesIO(image) if isinstance(image, bytes) else os.fspath(image))
     if im.width * im.height > max_pixels:
-        raise ValueError(f"image too large ({im.width}x{im.height} > {max_pixels} pixels)")
+        raise SourceError(f"too large: {im.width}x{im.height} pixels, above the limit of "
+                          f"{max_pixels / 1e6:g} megapixels")
     return im.convert("RGB")
 
 
@@ -296,5 +297,8 @@ def read_query_image(path: str | Path) -> Image.Image:
         return load_image(Path(path))
     except FileNotFoundError:
         raise SourceError(f"{Path(path).name}: no such file.") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise SourceError(f"{Path(path).name} is not an image Mosaic can read ({e}).") from None
+    except SourceError as e:
+        raise SourceError(f"{Path(path).name} is {e}.") from None
+    except (OSError, ValueError, Image.DecompressionBombError):  # their messages name server paths
+        raise SourceError(f"{Path(path).name} is not an image Mosaic can read: use a JPEG, PNG, WebP, BMP, "
+                          "GIF or TIFF file.") from None
