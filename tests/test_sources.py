@@ -1,5 +1,8 @@
+import io
 import json
+import os
 
+import numpy as np
 import pytest
 from conftest import data_dir
 
@@ -134,3 +137,49 @@ def test_query_images_that_cannot_be_used_say_why_without_server_paths(tmp_path)
     assert str(tmp_path) not in str(e.value)
     with pytest.raises(SourceError, match="^gone.png: no such file"):
         read_query_image(tmp_path / "gone.png")
+
+
+def test_exif_orientation_is_applied():
+    from fakes import picture
+    from PIL import Image
+
+    from mosaic.sources import load_image
+
+    upright = picture("red", "blue", 64).resize((64, 32))  # wide: red left, blue right
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # as a camera stores a portrait shot: tall
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    buf = io.BytesIO()
+    stored.save(buf, "JPEG", exif=exif, quality=95)
+    loaded = load_image(buf.getvalue())
+    assert loaded.size == (64, 32)
+    assert np.abs(np.asarray(loaded, np.int16) - np.asarray(upright, np.int16)).mean() < 8
+
+
+def test_16_bit_and_float_images_are_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    from mosaic.sources import load_image
+
+    ramp = np.linspace(0, 1, 256 * 16).reshape(16, 256)
+    Image.fromarray((ramp * 65535).astype(np.uint16)).save(tmp_path / "deep.png")
+    Image.fromarray(ramp.astype(np.float32)).save(tmp_path / "float.tif")
+    for name in ("deep.png", "float.tif"):
+        pixels = np.asarray(load_image(tmp_path / name))[..., 0]
+        assert pixels.min() == 0 and pixels.max() == 255
+        assert abs(pixels.mean() - 127.5) < 2  # a ramp stays a ramp: not all white, not all black
+
+
+def test_unreadable_folder_entries_are_records_with_their_problem(tmp_path):
+    from fakes import picture
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    picture("red", "blue").save(root / "good.png")
+    (root / "gone.jpg").symlink_to(root / "nowhere.jpg")
+    (root / "loop.jpg").symlink_to(root / "loop.jpg")
+    os.mkfifo(root / "pipe.png")
+    (root / "notes.txt").write_text("not an image: not a record")
+    problems = {r.id: r.problem for r in open_source("folder", str(root))}
+    assert problems == {"good.png": None, "gone.jpg": "broken symbolic link", "loop.jpg": "symbolic link loop",
+                        "pipe.png": "not a regular file (a FIFO, socket or device)"}

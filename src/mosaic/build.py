@@ -11,6 +11,7 @@ actors may use other thread counts or devices) and resumes the same way.
 """
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import pickle
@@ -25,7 +26,7 @@ from tqdm import tqdm
 from . import collection as coll
 from .cluster import ray_session
 from .collection import Files, Manifest
-from .errors import CollectionError, UsageError
+from .errors import CollectionError, SourceError, UsageError
 from .index import build_annoy
 from .models import load_captioner, load_encoder, resolve_captioner, resolve_encoder
 from .sources import MAX_PIXELS, fields_of, load_image, open_source, select
@@ -79,13 +80,30 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progres
     if engine == "ray":
         ray_session()  # before the models load: no Ray, or no cluster, fails here
     out, config = Path(out), config.resolved()
+    created = not out.exists()
+    try:
+        with coll.writing(out):
+            _build(out, config, overwrite, progress, engine, workers)
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        raise CollectionError(f"The disk is full while building '{out.name}'. Free some space and run the same "
+                              "command again: it resumes after the last finished shard.") from None
+    finally:
+        if created and not Files(out).manifest.exists():  # nothing was built: leave no empty folder
+            shutil.rmtree(out, ignore_errors=True)
+    return out
+
+
+def _build(out: Path, config: BuildConfig, overwrite: bool, progress: bool, engine: str, workers: int | None) -> None:
+    """`build` while holding the collection's write lock."""
     manifest = _existing(out, config, overwrite)
     if manifest and manifest.complete:
+        shutil.rmtree(Files(out).shards, ignore_errors=True)  # a build killed right after finishing
         log.info("%s is already built (%d items); nothing to do.", out, manifest.counts["items"])
-        return out
+        return
     records = _records(config)
     encoder, tag_emb, vocab = _encoder_and_tags(config)
-    out.mkdir(parents=True, exist_ok=True)
     manifest = manifest or Manifest(out.name, config.identity(), {"encoder": config.model, "captioner": config.captioner},
                                     asdict(fields_of(config.source)))
     manifest.dim, manifest.vocabulary = encoder.dim, vocab.names
@@ -109,7 +127,6 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progres
     _finish(out, manifest, config, tag_emb)
     log.info("built %s: %d items (%d new this run, %.1f images/s)", out, manifest.counts["items"],
              built, built / elapsed if elapsed else 0.0)
-    return out
 
 
 def _existing(out: Path, config: BuildConfig, overwrite: bool) -> Manifest | None:
@@ -117,7 +134,7 @@ def _existing(out: Path, config: BuildConfig, overwrite: bool) -> Manifest | Non
     `overwrite`, which removes it); one built with other settings is refused."""
     manifest = Manifest.read(out)
     if manifest and overwrite:
-        shutil.rmtree(out)
+        coll.clear(out)
         return None
     if manifest and manifest.config != config.identity():
         raise CollectionError(
@@ -156,15 +173,26 @@ def process_shard(records: list, config: BuildConfig, encoder, captioner, tag_em
         images, texts = [], []
         for r in batch:
             try:
+                if r.problem:
+                    raise SourceError(r.problem)
                 images.append(load_image(r.image, config.max_pixels))
             except Exception as e:  # noqa: BLE001 - any unreadable image is skipped and reported
-                skipped.append({"id": r.id, "reason": f"{type(e).__name__}: {e}"[:300]})
+                skipped.append({"id": r.id, "reason": _reason(e, r)})
                 continue
             items.append({"id": r.id, **r.metadata})
             texts.append(r.texts)
         if images:
             parts.append(process_batch(images, texts, encoder, captioner, tag_emb))
     return items, concat_columns(parts, encoder.dim, len(tag_emb)), skipped
+
+
+def _reason(error: Exception, record) -> str:
+    """Why a record was skipped, as the manifest keeps it: the error with the record's id in place
+    of its path on this machine (a published manifest names no local paths)."""
+    text = str(error) if isinstance(error, SourceError) else f"{type(error).__name__}: {error}"
+    if isinstance(record.image, (str, Path)):
+        text = text.replace(str(record.image), record.id)
+    return text[:300]
 
 
 class _RayShardWorker:
@@ -245,10 +273,12 @@ def _finish(out: Path, manifest: Manifest, config: BuildConfig, tag_emb: np.ndar
         files.annoy(space).parent.mkdir(exist_ok=True)
         build_annoy(np.load(files.array(f"{space}_emb"), mmap_mode="r"), files.annoy(space), config.n_trees)
     captions = np.load(files.array("text_emb"), mmap_mode="r").shape[0]
-    done = sorted(p for p in out.rglob("*") if p.is_file() and files.shards not in p.parents and p != files.manifest)
+    done = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
+                  if p.is_file() and files.shards not in p.parents and p not in (files.manifest, files.lock))
     manifest.complete = True
     manifest.counts = {"items": sum(s["items"] for s in manifest.shards), "captions": captions,
                        "skipped": len(manifest.skipped)}
-    manifest.checksums = {p.relative_to(out).as_posix(): sha256(p) for p in done}
-    manifest.write(out)
+    manifest.checksums = {name: sha256(out / name) for name in done}
+    manifest.sizes = {name: (out / name).stat().st_size for name in done}
+    manifest.write(out)  # the one step that makes it complete; a kill after it leaves shards/ to the next build
     shutil.rmtree(files.shards)

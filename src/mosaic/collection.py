@@ -1,7 +1,8 @@
 """A collection on disk: a self-describing folder, written in shards, read memory-mapped.
 
     artifacts/<name>/
-      manifest.json        models, dims, counts, vocabulary, skipped files, checksums
+      manifest.json        models, dims, counts, vocabulary, fields, skipped files, sizes, checksums
+      .lock                held by the one process writing the collection
       metadata.parquet     one row per item: id, caption (generated), source metadata
       captions.parquet     one row per caption: item, text, kind (human|generated)
       image_emb.npy        (items, dim) float32, L2-normalised
@@ -14,10 +15,14 @@
       index/*.ann          Annoy indexes (image, caption, omni)
 
 While building, finished shards live in shards/NNNNN/ and are listed in the manifest; a shard
-becomes part of the collection only once it is completely on disk.
+becomes part of the collection only once it is completely on disk, and the collection only once
+the manifest says it is complete. Loading checks every file's size and every array's shape
+against the manifest (cheap, always); `Collection.verify` compares checksums (reads everything).
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
 import os
@@ -35,7 +40,7 @@ from PIL import Image
 
 from .errors import CollectionError
 from .sources import Fields, fields_of
-from .util import write_json
+from .util import sha256, write_json
 
 SCHEMA_VERSION = 2
 ITEM_ARRAYS = ("image_emb", "tags")  # one row per item
@@ -74,6 +79,10 @@ class Files:
     def shards(self) -> Path:
         return self.root / "shards"
 
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
     def array(self, name: str) -> Path:
         """`image_emb`, `text_emb`, `omni_emb`, `tags` or `tag_emb`."""
         return self.root / f"{name}.npy"
@@ -105,7 +114,8 @@ class Manifest:
     vocabulary: list[str] = field(default_factory=list)
     counts: dict = field(default_factory=dict)
     dtype: str = "float32"
-    checksums: dict = field(default_factory=dict)
+    checksums: dict = field(default_factory=dict)  # sha256 of every file, compared by `mosaic verify`
+    sizes: dict = field(default_factory=dict)  # bytes of every file, compared at every load
 
     @classmethod
     def read(cls, root: str | Path) -> Manifest | None:
@@ -206,6 +216,55 @@ def _write_omni(out: Files, image: np.ndarray, text: np.ndarray, owner: np.ndarr
     omni.flush()
 
 
+@contextlib.contextmanager
+def writing(root: Path):
+    """Hold the collection's write lock while building or changing it. A second writer stops at
+    once with a message naming the holder; the lock goes with its process, however it ends."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(Files(root).lock, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise CollectionError(f"'{root.name}' is being written by another Mosaic process (pid {f.read().strip()}). "
+                                  "Wait for it to finish (or stop it), then run the command again.") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        yield
+
+
+def clear(root: Path) -> None:
+    """Remove everything in a collection's folder but its lock (held by the caller)."""
+    for entry in root.iterdir():
+        if entry.name != Files(root).lock.name:
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+def _damaged(manifest: Manifest, what: str) -> CollectionError:
+    return CollectionError(f"Collection '{manifest.name}' is damaged: {what}. Rebuild it: run the same "
+                           "`mosaic build` command with --overwrite.")
+
+
+def _check_sizes(root: Path, manifest: Manifest) -> None:
+    """Every file has the size it had when the build finished (cut or missing files are found
+    before anything reads them; an Annoy index read past its end would crash the process)."""
+    for name, size in manifest.sizes.items():
+        path = root / name
+        actual = path.stat().st_size if path.exists() else None
+        if actual != size:
+            raise _damaged(manifest, f"{name} is {'missing' if actual is None else f'{actual:,} bytes, not {size:,}'}")
+
+
+def _read(manifest: Manifest, path: Path, reader):
+    """`reader(path)`, or a CollectionError naming the file when numpy or pyarrow cannot parse it."""
+    try:
+        return reader(path)
+    except (OSError, ValueError, EOFError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        raise _damaged(manifest, f"{path.name} cannot be read ({type(e).__name__})") from None
+
+
 @dataclass
 class Collection:
     """A finished collection, loaded read-only (embeddings memory-mapped)."""
@@ -233,10 +292,47 @@ class Collection:
             raise CollectionError(f"No collection at {path} (no manifest.json). Build one with `mosaic build`.")
         if manifest.problem():
             raise CollectionError(manifest.problem())
+        _check_sizes(path, manifest)
         files = Files(path)
-        npy = lambda name: np.load(files.array(name), mmap_mode="r")  # noqa: E731
-        return cls(path, manifest, pq.read_table(files.metadata), pq.read_table(files.captions), npy("image_emb"),
-                   npy("text_emb"), npy("omni_emb"), np.asarray(npy("tags")), np.asarray(npy("tag_emb")))
+        table = lambda file: _read(manifest, file, pq.read_table)  # noqa: E731
+        npy = lambda name: _read(manifest, files.array(name), lambda f: np.load(f, mmap_mode="r"))  # noqa: E731
+        c = cls(path, manifest, table(files.metadata), table(files.captions), npy("image_emb"), npy("text_emb"),
+                npy("omni_emb"), np.asarray(npy("tags")), np.asarray(npy("tag_emb")))
+        c._check_shapes()
+        return c
+
+    def _check_shapes(self) -> None:
+        """Every array agrees with the metadata and the manifest; embeddings are unit vectors
+        (a sample of rows: enough to catch overwritten bytes without reading everything)."""
+        n, m, dim, tags = len(self), self.captions.num_rows, self.manifest.dim, len(self.tag_names)
+        expected = {"image_emb": (n, dim), "omni_emb": (n, dim), "text_emb": (m, dim), "tags": (n, tags),
+                    "tag_emb": (tags, dim)}
+        for name, shape in expected.items():
+            if getattr(self, name).shape != shape:
+                raise _damaged(self.manifest, f"{name}.npy holds {getattr(self, name).shape} values, "
+                                              f"the collection needs {shape}")
+        if (n, m) != (self.manifest.counts["items"], self.manifest.counts["captions"]):
+            raise _damaged(self.manifest, f"it holds {n} items and {m} captions, its manifest says "
+                                          f"{self.manifest.counts['items']} and {self.manifest.counts['captions']}")
+        if len(self._thumb_offsets) != n + 1:
+            raise _damaged(self.manifest, "thumbs.npy does not index every preview")
+        for name in ("image_emb", "text_emb", "omni_emb"):
+            array = getattr(self, name)
+            sample = np.asarray(array[np.unique(np.linspace(0, len(array) - 1, min(len(array), 64)).astype(int))])
+            with np.errstate(all="ignore"):  # overwritten bytes overflow
+                unit = np.allclose(np.linalg.norm(sample, axis=1), 1, atol=1e-3)
+            if not unit:
+                raise _damaged(self.manifest, f"{name}.npy holds values that are not unit-length embeddings")
+
+    def verify(self) -> int:
+        """Compare every file with the checksum recorded when the collection was built (reads
+        everything); returns how many files were checked, or raises CollectionError naming the
+        files that differ."""
+        bad = [name for name, digest in self.manifest.checksums.items()
+               if not (self.path / name).exists() or sha256(self.path / name) != digest]
+        if bad:
+            raise _damaged(self.manifest, f"{', '.join(bad)} changed since it was built")
+        return len(self.manifest.checksums)
 
     @property
     def files(self) -> Files:
@@ -266,7 +362,7 @@ class Collection:
 
     @cached_property
     def _thumb_offsets(self) -> np.ndarray:
-        return np.load(self.files.thumb_offsets, mmap_mode="r")
+        return _read(self.manifest, self.files.thumb_offsets, lambda f: np.load(f, mmap_mode="r"))
 
     def thumbnail_bytes(self, row: int) -> bytes:
         """The item's stored JPEG preview, encoded."""

@@ -7,16 +7,19 @@ same records every time (which is what makes resuming a build safe).
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
 import random
+import stat
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
+import numpy as np
+from PIL import Image, ImageOps
 
 from ..errors import SourceError
 
@@ -48,6 +51,7 @@ class Record:
     image: str | Path | Image.Image | bytes  # a path, raw bytes or an already-decoded image
     texts: list[str] = field(default_factory=list)
     metadata: dict = field(default_factory=dict)
+    problem: str | None = None  # why it cannot be read, found by the source (the build skips it)
 
 
 def select(records: Iterable[Record], limit: int | None = None, seed: int | None = None,
@@ -87,9 +91,24 @@ def image_folder(path: str | Path) -> Iterator[Record]:
     """Every image under a folder (recursively, sorted); the id is the relative path."""
     root = _require(Path(path), "image folder")
     for p in sorted(root.rglob("*")):
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
-            rel = p.relative_to(root).as_posix()
-            yield Record(id=rel, image=p, metadata={"file": rel})
+        rel = p.relative_to(root).as_posix()
+        problem = _unusable(p)
+        if problem or (p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
+            yield Record(id=rel, image=p, metadata={"file": rel}, problem=problem)
+
+
+def _unusable(p: Path) -> str | None:
+    """Why an entry of an image folder cannot be read (None when it can, or is simply not an
+    image): the build lists these in the manifest instead of leaving them out silently."""
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        return "broken symbolic link" if p.is_symlink() else None
+    except OSError as e:
+        return "symbolic link loop" if e.errno == errno.ELOOP else f"cannot be read ({e.strerror})"
+    if stat.S_ISDIR(mode):
+        return None if os.access(p, os.R_OK | os.X_OK) else "folder cannot be read (permission denied)"
+    return None if stat.S_ISREG(mode) else "not a regular file (a FIFO, socket or device)"
 
 
 def captions_csv(path: str | Path, images: str | Path | None = None) -> Iterator[Record]:
@@ -288,7 +307,21 @@ def load_image(image: str | Path | Image.Image | bytes | dict, max_pixels: int =
     if im.width * im.height > max_pixels:
         raise SourceError(f"too large: {im.width}x{im.height} pixels, above the limit of "
                           f"{max_pixels / 1e6:g} megapixels")
-    return im.convert("RGB")
+    return _rgb(ImageOps.exif_transpose(im))
+
+
+def _rgb(im: Image.Image) -> Image.Image:
+    """RGB pixels; 16-bit and 32-bit integer images are scaled from their range and floating-point
+    ones from 0..1 (or their own range), where a plain conversion would clip them to white."""
+    if im.mode not in ("I", "I;16", "I;16B", "I;16L", "F"):
+        return im.convert("RGB")
+    a = np.asarray(im, np.float64)
+    if im.mode == "F":
+        lo, hi = (0.0, 1.0) if a.min() >= 0 and a.max() <= 1 else (a.min(), a.max())
+    else:
+        lo, hi = 0.0, 65535.0 if a.max() <= 65535 else a.max()
+    scaled = (a - lo) / max(hi - lo, 1e-12) * 255
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8)).convert("RGB")
 
 
 def read_query_image(path: str | Path) -> Image.Image:
