@@ -67,3 +67,28 @@ def test_unknown_items_and_targets_are_query_errors(tiny):
         tiny.image_to_image("nothing.png")
     with pytest.raises(QueryError, match="Unknown target"):
         tiny.text_to_image("red", target="everything")
+
+
+@pytest.mark.parametrize("k", [0, -1, 10**9, 2.5])
+def test_k_must_be_a_count_within_the_documented_bound(tiny, k):
+    for search in (lambda: tiny.text_to_image("red", k=k), lambda: tiny.image_to_image("red-boat.png", k=k),
+                   lambda: tiny.omni("red", k=k)):
+        with pytest.raises(QueryError, match="Ask for 1 to 1000 results"):
+            search()
+
+
+def test_queries_without_visible_characters_and_nan_weights_are_refused(tiny):
+    for text in ("\x00\x00\x00", " \t\n", "\u200b"):
+        with pytest.raises(QueryError, match="empty"):
+            tiny.text_to_image(text)
+    with pytest.raises(QueryError, match="finite"):
+        tiny.omni("red", tag_weights={tiny.collection.tag_names[0]: float("nan")})
+
+
+def test_only_the_first_hits_get_word_explanations(tiny, monkeypatch):
+    from mosaic import search
+
+    monkeypatch.setattr(search, "EXPLAINED", 2)
+    hits = tiny.text_to_image("a red boat", k=5)
+    assert [("query_words" in h.explanation) for h in hits] == [True, True, False, False, False]
+    assert all("parts" in h.explanation for h in hits)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from . import query
 from .collection import EMBEDDINGS, Collection
 from .errors import CollectionError, QueryError
 from .index import AnnoyIndex, ExactIndex, ShardedIndex
@@ -19,6 +20,8 @@ from .models import DualEncoder, load_encoder
 from .util import STOPWORDS, leave_one_out, words
 
 TARGETS = ("image", "caption", "both")
+MAX_K = 1000  # hits per query
+EXPLAINED = 50  # hits that get the costly parts of an explanation (query and caption words)
 
 
 @dataclass
@@ -64,6 +67,7 @@ class SearchService:
     # ---- queries -------------------------------------------------------------------------
     def image_to_image(self, image: Image.Image | str | int, k: int = 10, filters: dict | None = None) -> list[Hit]:
         """Items most similar to an image (a PIL image, or an item id / row of this collection)."""
+        k = _check_k(k)
         q = self._image_query(image)
         scores, rows = self._search("image", q, k, self.collection.filter_rows(filters))
         hits = self._hits(rows, scores)
@@ -75,6 +79,7 @@ class SearchService:
         """Items matching a text, scored against image embeddings, captions, or the mean of both."""
         if target not in TARGETS:
             raise QueryError(f"Unknown target '{target}'. Use one of {', '.join(TARGETS)}.")
+        k = _check_k(k)
         q = self.text_query(text)
         rows_allowed = self.collection.filter_rows(filters)
         if target == "image":
@@ -97,7 +102,7 @@ class SearchService:
 
         Both parts are z-scored over the candidate items so a tag weight of 1 counts as much as
         the text; text match is the mean of image and caption similarity."""
-        tag_weights = {t: float(w) for t, w in (tag_weights or {}).items() if w}
+        k, tag_weights = _check_k(k), query.tag_weights((tag_weights or {}).items())
         unknown = [t for t in tag_weights if t not in self.collection.tag_names]
         if unknown:
             raise QueryError(f"Unknown tag(s) {unknown}. Tags look like {self.collection.tag_names[:3]}.")
@@ -128,6 +133,7 @@ class SearchService:
     def by_vector(self, q: np.ndarray, k: int = 10, exclude: tuple[int, ...] = ()) -> list[Hit]:
         """Items whose image embeddings are closest to a query vector (e.g. a composed query),
         leaving out the rows in `exclude`."""
+        k = _check_k(k)
         scores, rows = self._search("image", q, k + len(exclude), None)
         keep = [i for i, row in enumerate(rows) if row not in exclude][:k]
         return self._hits(rows[keep], scores[keep])
@@ -142,12 +148,14 @@ class SearchService:
         if scene not in scenes:
             known = ", ".join(list(scenes)[:20]) or "none (this collection has no scenes)"
             raise QueryError(f"No scene '{scene}' in collection '{self.collection.name}'. Scenes: {known}.")
-        rows = scenes[scene]
+        rows = np.asarray(scenes[scene])
         if not text.strip():
-            return self._hits(np.asarray(rows), np.zeros(len(rows)))
-        order = {row: i for i, row in enumerate(rows)}
-        hits = self.text_to_image(text, k=len(rows), target="image", filters={"scene": scene})
-        return sorted(hits, key=lambda h: order[h.row])
+            return self._hits(rows, np.zeros(len(rows)))
+        q = self.text_query(text)
+        scores = self.exact["image"].scores(q, rows)[0]
+        hits = self._hits(rows, scores)
+        self._explain(text, q, hits, {"image": scores}, mode="image")
+        return hits
 
     def details(self, item: str | int, n_tags: int = 5) -> dict:
         """One item: id, generated caption, all its captions, its strongest tags, its metadata."""
@@ -173,7 +181,7 @@ class SearchService:
     # ---- internals -----------------------------------------------------------------------
     def text_query(self, text: str) -> np.ndarray:
         text = (text or "").strip()
-        if not text:
+        if not any(ch.isprintable() and not ch.isspace() for ch in text):
             raise QueryError("The query is empty: type a few words describing the image you want.")
         if len(text) > 1000:
             raise QueryError(f"The query is {len(text)} characters long; keep it under 1000.")
@@ -238,6 +246,7 @@ class SearchService:
         to the query, and the tags shared by query and hit."""
         for i, h in enumerate(hits):
             h.explanation = {"mode": mode, "parts": {n: round(float(v[i]), 4) for n, v in parts.items()}}
+        hits = hits[:EXPLAINED]
         if q is None or not hits:
             return
         c = self.collection
@@ -266,6 +275,13 @@ class SearchService:
                                   for w in sorted(cap_words, key=lambda w: -wsim[w])[:5]]
             e["tags"] = self._shared_tags(q, h.row)
             e["captions"] = captions[h.row]
+
+
+def _check_k(k) -> int:
+    """The number of hits asked for, as an int from 1 to MAX_K."""
+    if not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
+        raise QueryError(f"Ask for 1 to {MAX_K} results (got {k}).")
+    return int(k)
 
 
 def _z(x: np.ndarray) -> np.ndarray:
