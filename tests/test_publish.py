@@ -1,6 +1,7 @@
 """Publishing: the --dry-run folders are exactly what would be uploaded, and they load back."""
 import os
 import sys
+import tempfile
 
 import gradio
 import pytest
@@ -33,12 +34,23 @@ def test_captions_dataset_loads_back_with_the_same_rows(wikiart, tmp_path, monke
     assert card.data.size_categories == ["n<1K"] and "mosaic build wikiart" in card.text
     for path in out.rglob("*"):
         assert not path.is_file() or SECRET.encode() not in path.read_bytes()
+    assert_names_no_local_folder(out, wikiart)
+
+
+def assert_names_no_local_folder(out, service):
+    source = service.collection.manifest.config["path"]
+    assert source.startswith("/")
+    for path in out.rglob("*"):
+        if path.is_file() and path.suffix in (".md", ".json"):
+            assert source not in path.read_text(), path
 
 
 def test_collection_round_trips_to_the_same_search_results(wikiart, tmp_path):
     out = tmp_path / "collection"
     publish("collection", str(wikiart.collection.path), None, out, dry_run=True)
     loaded = SearchService(out)
+    assert_names_no_local_folder(out, wikiart)
+    assert loaded.collection.manifest.config["path"] == "wikiart-30"
     for query in ("a quiet landscape", "a portrait of a woman"):
         before = [(h.id, round(h.score, 5)) for h in wikiart.text_to_image(query, 5)]
         assert [(h.id, round(h.score, 5)) for h in loaded.text_to_image(query, 5)] == before
@@ -50,6 +62,8 @@ def test_space_folder_has_front_matter_and_its_app_starts(wikiart, tmp_path):
 
     out = tmp_path / "space"
     publish("space", str(wikiart.collection.path), None, out, dry_run=True)
+    assert (out / "collection" / "manifest.json").exists()  # a local collection travels with the Space
+    assert "/" not in (out / "app.py").read_text().split("--collection")[1].split(")")[0].strip(" ,'\"[]")
     card = SpaceCard.load(out / "README.md")
     assert card.data.sdk == "gradio" and card.data.app_file == "app.py"
     assert (out / "src" / "mosaic" / "__init__.py").exists() and (out / "src" / "mosaic" / "vocab" / "art.json").exists()
@@ -69,9 +83,12 @@ def test_no_token_or_no_network_is_one_clear_message(wikiart, tmp_path, monkeypa
     with pytest.raises(HubError, match="No Hugging Face token"):
         publish("captions", str(wikiart.collection.path), "me/captions", None, dry_run=False)
     monkeypatch.setenv("HF_TOKEN", SECRET)
-    with pytest.raises(HubError, match="HF_HUB_OFFLINE") as e:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    with pytest.raises(HubError, match="needs the Hugging Face Hub, and HF_HUB_OFFLINE is set.*--dry-run") as e:
         publish("collection", str(wikiart.collection.path), "me/collection", None, dry_run=False)
-    assert SECRET not in str(e.value)
+    assert SECRET not in str(e.value) and "cache" not in str(e.value)
+    assert not list((tmp_path / "tmp").iterdir())  # the temporary copy is gone
     with pytest.raises(UsageError, match="dry-run needs --out"):
         publish("space", "hf://me/collection", None, None, dry_run=True)
     with pytest.raises(HubError, match="Dataset repository 'me/nothing-here'"):

@@ -11,6 +11,7 @@ import importlib.metadata as md
 import re
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from . import hub
@@ -26,9 +27,19 @@ def _size_category(n: int) -> str:
     return next((label for limit, label in SIZES if n < limit), "1M<n<10M")
 
 
+def public_config(config: dict) -> dict:
+    """A build's settings as published: local paths cut to their last part (a Hub dataset's name
+    stays), so no card or manifest names a folder of the machine that built it."""
+    if config["source"] in HUB_SOURCES:
+        return config
+    local = lambda v: Path(v).name if v else v  # noqa: E731
+    return {**config, "path": local(config["path"]), "options": {k: local(v) if k == "images" else v
+                                                                 for k, v in config.get("options", {}).items()}}
+
+
 def build_command(c: Collection) -> str:
     """The `mosaic build` command that made the collection."""
-    cfg = c.manifest.config
+    cfg = public_config(c.manifest.config)
     parts = ["mosaic build", cfg["source"], cfg["path"] or "", f"--name {c.name}"]
     for flag, key in (("--limit", "limit"), ("--seed", "seed"), ("--model", "model"), ("--captioner", "captioner"),
                       ("--vocab", "vocab")):
@@ -86,9 +97,10 @@ def captions_folder(c: Collection, out: Path, images: bool = False, embeddings: 
 def collection_folder(c: Collection, out: Path, license: str = "other") -> Path:
     """The whole collection (manifest, metadata, embeddings, previews, indexes) as a dataset repo."""
     out.mkdir(parents=True, exist_ok=True)
-    for name in ["manifest.json", *c.manifest.checksums]:
+    for name in c.manifest.checksums:
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(c.path / name, out / name)
+    replace(c.manifest, config=public_config(c.manifest.config)).write(out)
     (out / "README.md").write_text(_card(
         c, license, "Mosaic collection",
         "A complete Mosaic collection: search it with `mosaic search hf://<this repo> \"a query\"` or serve it "
@@ -98,11 +110,15 @@ def collection_folder(c: Collection, out: Path, license: str = "other") -> Path:
 
 
 def space_folder(out: Path, collection: str, title: str = "Mosaic") -> Path:
-    """A Gradio Space serving `collection` (a local path or hf://user/repo): the package, an
-    app file, the requirements and the README front matter."""
+    """A Gradio Space serving `collection`: the package, an app file, the requirements and the
+    README front matter. A Hub collection (hf://user/repo) is downloaded by the Space; a local
+    one is copied into the Space, which cannot read this machine's folders."""
     import gradio
 
     out.mkdir(parents=True, exist_ok=True)
+    if not collection.startswith("hf://"):
+        collection_folder(Collection.load(collection), out / "collection")
+        collection = "collection"
     shutil.copytree(PACKAGE, out / "src" / "mosaic", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
     (out / "requirements.txt").write_text("\n".join(pinned_requirements()) + "\n")
     (out / "app.py").write_text(
@@ -138,7 +154,9 @@ def upload(folder: Path, repo: str, repo_type: str) -> str:
         raise HubError("No Hugging Face token: set HF_TOKEN or log in with `hf auth login`, "
                                  "or use --dry-run --out DIR to write the files only.")
     if not hub.reachable():
-        raise hub.unavailable(f"Publishing to '{repo}'")
+        why = "HF_HUB_OFFLINE is set" if hub.offline() else "the Hugging Face Hub cannot be reached"
+        raise HubError(f"Publishing to '{repo}' needs the Hugging Face Hub, and {why}. Connect and run the "
+                       "command again, or write the files with --dry-run --out DIR and upload that folder later.")
     api = HfApi(token=token)
     try:
         url = api.create_repo(repo, repo_type=repo_type, exist_ok=True, space_sdk="gradio" if repo_type == "space" else None)
@@ -156,9 +174,13 @@ def publish(what: str, source: str, repo: str | None, out: Path | None, dry_run:
     if not dry_run and not repo:
         raise UsageError("Give --repo user/name (or --dry-run --out DIR).")
     folder = out or Path(tempfile.mkdtemp(prefix="mosaic-publish-"))
-    if what == "space":
-        space_folder(folder, source)
-    else:
-        c = Collection.load(source)
-        (captions_folder if what == "captions" else collection_folder)(c, folder, **options)
-    return str(folder) if dry_run else upload(folder, repo, "space" if what == "space" else "dataset")
+    try:
+        if what == "space":
+            space_folder(folder, source)
+        else:
+            c = Collection.load(source)
+            (captions_folder if what == "captions" else collection_folder)(c, folder, **options)
+        return str(folder) if dry_run else upload(folder, repo, "space" if what == "space" else "dataset")
+    finally:
+        if out is None:  # a temporary copy, uploaded or not
+            shutil.rmtree(folder, ignore_errors=True)
