@@ -63,7 +63,7 @@ def test_space_folder_has_front_matter_and_its_app_starts(wikiart, tmp_path):
     out = tmp_path / "space"
     publish("space", str(wikiart.collection.path), None, out, dry_run=True)
     assert (out / "collection" / "manifest.json").exists()  # a local collection travels with the Space
-    assert "/" not in (out / "app.py").read_text().split("--collection")[1].split(")")[0].strip(" ,'\"[]")
+    assert """"--collection", 'collection'""" in (out / "app.py").read_text()
     card = SpaceCard.load(out / "README.md")
     assert card.data.sdk == "gradio" and card.data.app_file == "app.py"
     assert (out / "src" / "mosaic" / "__init__.py").exists() and (out / "src" / "mosaic" / "vocab" / "art.json").exists()
