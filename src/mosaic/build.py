@@ -24,13 +24,14 @@ import numpy as np
 from tqdm import tqdm
 
 from . import collection as coll
+from . import update as update_mod
 from .cluster import ray_session
-from .collection import Files, Manifest
+from .collection import Collection, Files, Manifest
 from .errors import CollectionError, SourceError, UsageError
 from .index import build_annoy
 from .models import load_captioner, load_encoder, resolve_captioner, resolve_encoder
 from .sources import MAX_PIXELS, fields_of, load_image, open_source, select
-from .stages import Vocabulary, concat_columns, process_batch
+from .stages import Vocabulary, concat_columns, item_columns, process_batch
 from .util import sha256
 
 log = logging.getLogger("mosaic")
@@ -70,20 +71,23 @@ class BuildConfig:
 
 
 def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progress: bool = True,
-          engine: str = "local", workers: int | None = None) -> Path:
-    """Build (or resume, or leave alone when finished) the collection described by `config`.
+          engine: str = "local", workers: int | None = None, update: bool = False) -> Path:
+    """Build (or resume, or leave alone when finished) the collection described by `config`;
+    with `update`, bring a finished one up to date with its source (see `mosaic.update`).
 
     `engine` "ray" runs the stages in `workers` Ray actors (default: one per CPU of the cluster,
     or one per GPU when it has GPUs) on the cluster at $RAY_ADDRESS, or on a local one."""
     if engine not in ENGINES:
         raise UsageError(f"Unknown engine '{engine}'. Use one of {', '.join(ENGINES)}.")
+    if engine == "ray" and update:
+        raise UsageError("An update runs here: leave out --engine ray.")
     if engine == "ray":
         ray_session()  # before the models load: no Ray, or no cluster, fails here
     out, config = Path(out), config.resolved()
     created = not out.exists()
     try:
         with coll.writing(out):
-            _build(out, config, overwrite, progress, engine, workers)
+            _build(out, config, overwrite, progress, engine, workers, update)
     except OSError as e:
         if e.errno != errno.ENOSPC:
             raise
@@ -95,13 +99,43 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progres
     return out
 
 
-def _build(out: Path, config: BuildConfig, overwrite: bool, progress: bool, engine: str, workers: int | None) -> None:
+def _build(out: Path, config: BuildConfig, overwrite: bool, progress: bool, engine: str, workers: int | None,
+           update: bool = False) -> None:
     """`build` while holding the collection's write lock."""
-    manifest = _existing(out, config, overwrite)
+    update_mod.recover(out)
+    manifest = _existing(out, config, overwrite, update)
+    if manifest and manifest.complete and update:
+        _update(out, config, progress)
+        return
     if manifest and manifest.complete:
         shutil.rmtree(Files(out).shards, ignore_errors=True)  # a build killed right after finishing
         log.info("%s is already built (%d items); nothing to do.", out, manifest.counts["items"])
         return
+    _fill(out, manifest, config, progress, engine, workers)
+
+
+def _update(out: Path, config: BuildConfig, progress: bool) -> None:
+    """Rebuild into the staging folder, taking over every unchanged item, then swap it in."""
+    old = Collection.load(out)
+    new = update_mod.staging(out)
+    staged = Manifest.read(new)
+    if staged and staged.config != config.identity():  # an update to other settings, cut short
+        shutil.rmtree(new)
+        staged = None
+    new.mkdir(exist_ok=True)
+    _fill(new, staged, config, progress, "local", None, update_mod.Previous(old))
+    changes = update_mod.changes(old, Collection.load(new))
+    manifest = Manifest.read(new)
+    manifest.name, manifest.last_update = out.name, changes
+    manifest.write(new)
+    update_mod.swap(out, new)
+    log.info("updated %s: %d added, %d changed, %d removed, %d unchanged", out, len(changes["added"]),
+             len(changes["changed"]), len(changes["removed"]), changes["unchanged"])
+
+
+def _fill(out: Path, manifest: Manifest | None, config: BuildConfig, progress: bool, engine: str,
+          workers: int | None, previous: update_mod.Previous | None = None) -> None:
+    """Process the source's records after the finished shards, then finish the collection."""
     records = _records(config)
     encoder, tag_emb, vocab = _encoder_and_tags(config)
     manifest = manifest or Manifest(out.name, config.identity(), {"encoder": config.model, "captioner": config.captioner},
@@ -115,27 +149,31 @@ def _build(out: Path, config: BuildConfig, overwrite: bool, progress: bool, engi
         shards = _ray_shards(chunks, config, workers)
     else:
         captioner = _captioner(config)
-        shards = ((len(chunk), *process_shard(chunk, config, encoder, captioner, tag_emb)) for chunk in chunks)
+        shards = (process_shard(chunk, config, encoder, captioner, tag_emb, previous) for chunk in chunks)
     bar = tqdm(total=config.limit, initial=done, unit="img", desc=f"building {out.name}", disable=not progress)
     started, built = time.perf_counter(), 0
-    for records_read, items, columns, skipped in shards:
-        _write_shard(out, manifest, records_read, items, columns, skipped)
-        built += len(items)
-        bar.update(records_read)
+    for shard in shards:
+        _write_shard(out, manifest, shard)
+        built += len(shard.items) - shard.reused
+        bar.update(shard.records_read)
     bar.close()
     elapsed = time.perf_counter() - started
     _finish(out, manifest, config, tag_emb)
-    log.info("built %s: %d items (%d new this run, %.1f images/s)", out, manifest.counts["items"],
+    log.info("built %s: %d items (%d computed this run, %.1f images/s)", out, manifest.counts["items"],
              built, built / elapsed if elapsed else 0.0)
 
 
-def _existing(out: Path, config: BuildConfig, overwrite: bool) -> Manifest | None:
+def _existing(out: Path, config: BuildConfig, overwrite: bool, update: bool) -> Manifest | None:
     """The manifest of the collection already at `out` (None when there is none, or with
-    `overwrite`, which removes it); one built with other settings is refused."""
+    `overwrite`, which removes it); one built with other settings is refused (an update may
+    only read more or fewer records)."""
     manifest = Manifest.read(out)
     if manifest and overwrite:
         coll.clear(out)
         return None
+    if manifest and manifest.complete and update:
+        update_mod.check_update(manifest, config.identity())
+        return manifest
     if manifest and manifest.config != config.identity():
         raise CollectionError(
             f"{out} was built with other settings ({_diff(manifest.config, config.identity())}). "
@@ -165,25 +203,62 @@ def _captioner(config: BuildConfig):
     return None if config.captioner == "none" else load_captioner(config.captioner)
 
 
-def process_shard(records: list, config: BuildConfig, encoder, captioner, tag_emb: np.ndarray) -> tuple:
-    """Decode and process one shard's records: (items, columns, skipped). Images are decoded one
-    batch at a time, so memory holds a batch of pixels, not a shard; unreadable ones are skipped."""
-    items, parts, skipped = [], [], []
+@dataclass
+class Shard:
+    """One shard's records processed: its items (metadata rows) with their columns and
+    fingerprints, the records skipped with the reason, and how many items an update took over."""
+
+    records_read: int
+    items: list[dict]
+    columns: dict
+    prints: list[dict]
+    skipped: list[dict]
+    reused: int = 0
+
+
+def process_shard(records: list, config: BuildConfig, encoder, captioner, tag_emb: np.ndarray,
+                  previous: update_mod.Previous | None = None) -> Shard:
+    """Decode and process one shard's records. Images are decoded one batch at a time, so memory
+    holds a batch of pixels, not a shard; unreadable ones are skipped; with `previous` (an
+    update), unchanged items are taken over instead of computed."""
+    shard = Shard(len(records), [], {}, [], [])
+    parts = []
     for batch in _chunks(records, config.batch_size):
-        images, texts = [], []
+        todo = []  # (position in parts, image, texts) of the items the models must see
         for r in batch:
             try:
-                if r.problem:
-                    raise SourceError(r.problem)
-                images.append(load_image(r.image, config.max_pixels))
+                taken, image, fingerprint = _take_or_read(r, config, previous)
             except Exception as e:  # noqa: BLE001 - any unreadable image is skipped and reported
-                skipped.append({"id": r.id, "reason": _reason(e, r)})
+                shard.skipped.append({"id": r.id, "reason": _reason(e, r)})
                 continue
-            items.append({"id": r.id, **r.metadata})
-            texts.append(r.texts)
-        if images:
-            parts.append(process_batch(images, texts, encoder, captioner, tag_emb))
-    return items, concat_columns(parts, encoder.dim, len(tag_emb)), skipped
+            shard.items.append({"id": r.id, **r.metadata})
+            shard.prints.append({"id": r.id, **fingerprint})
+            if taken is None:
+                todo.append((len(parts), image, r.texts))
+            shard.reused += taken is not None
+            parts.append(taken)
+        if todo:
+            computed = process_batch([t[1] for t in todo], [t[2] for t in todo], encoder, captioner, tag_emb)
+            for i, (at, _, _) in enumerate(todo):
+                parts[at] = item_columns(computed, i)
+    shard.columns = concat_columns(parts, encoder.dim, len(tag_emb))
+    return shard
+
+
+def _take_or_read(record, config: BuildConfig, previous: update_mod.Previous | None) -> tuple:
+    """(columns taken over from `previous` or None, the decoded image when not, fingerprint)."""
+    if record.problem:
+        raise SourceError(record.problem)
+    record_sha, stat = update_mod.record_hash(record), update_mod.file_stat(record)
+    row = previous.unchanged(record, record_sha, stat) if previous else None
+    if row is None:
+        raw = update_mod.raw_image(record)
+        content = update_mod.content_hash(raw)
+        row = previous.unchanged(record, record_sha, stat, content) if previous else None
+        if row is None:
+            image = load_image(raw, config.max_pixels)
+            return None, image, {"content": content, "record": record_sha, "size": stat[0], "mtime": stat[1]}
+    return previous.columns(row), None, {**previous.fingerprint(row), "size": stat[0], "mtime": stat[1]}
 
 
 def _reason(error: Exception, record) -> str:
@@ -207,13 +282,13 @@ class _RayShardWorker:
         self.captioner = _captioner(self.config)
 
     def __call__(self, batch: dict) -> dict:
-        done = [pickle.dumps((len(rs), *process_shard(rs, self.config, self.encoder, self.captioner, self.tag_emb)))
+        done = [pickle.dumps(process_shard(rs, self.config, self.encoder, self.captioner, self.tag_emb))
                 for rs in map(pickle.loads, batch["records"])]
         return {"shard": np.array(done, dtype=object)}
 
 
 def _ray_shards(chunks, config: BuildConfig, workers: int | None):
-    """(records read, items, columns, skipped) for each shard, in order, from a Ray actor pool."""
+    """Each shard processed, in order, by a Ray actor pool."""
     ray = ray_session()
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # shards are written in record order
@@ -251,12 +326,12 @@ def _diff(old: dict, new: dict) -> str:
     return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new.get(k))
 
 
-def _write_shard(out: Path, manifest: Manifest, records_read: int, items: list, columns: dict, skipped: list) -> None:
+def _write_shard(out: Path, manifest: Manifest, shard: Shard) -> None:
     index = len(manifest.shards)
-    coll.write_shard(Files(out).shard(index), items, columns)
-    manifest.shards.append({"index": index, "records": records_read, "items": len(items)})
-    manifest.skipped.extend(skipped)
-    for s in skipped:
+    coll.write_shard(Files(out).shard(index), shard.items, shard.columns, shard.prints)
+    manifest.shards.append({"index": index, "records": shard.records_read, "items": len(shard.items)})
+    manifest.skipped.extend(shard.skipped)
+    for s in shard.skipped:
         log.warning("skipped %s: %s", s["id"], s["reason"])
     manifest.write(out)
 

@@ -4,6 +4,7 @@
       manifest.json        models, dims, counts, vocabulary, fields, skipped files, sizes, checksums
       .lock                held by the one process writing the collection
       metadata.parquet     one row per item: id, caption (generated), source metadata
+      fingerprints.parquet one row per item: hashes of its image and record, file size and time
       captions.parquet     one row per caption: item, text, kind (human|generated)
       image_emb.npy        (items, dim) float32, L2-normalised
       text_emb.npy         (captions, dim) float32, L2-normalised
@@ -45,6 +46,8 @@ from .util import sha256, write_json
 SCHEMA_VERSION = 2
 ITEM_ARRAYS = ("image_emb", "tags")  # one row per item
 CAPTION_ARRAYS = ("text_emb",)  # one row per caption
+FINGERPRINTS = pa.schema([("id", pa.string()), ("content", pa.string()), ("record", pa.string()),
+                          ("size", pa.int64()), ("mtime", pa.int64())])  # see mosaic.update
 EMBEDDINGS = ("image", "text", "omni")  # searchable spaces: <name>_emb.npy, each with an Annoy index
 ANNOY_FILES = {"image": "image", "text": "caption", "omni": "omni"}
 
@@ -66,6 +69,10 @@ class Files:
     @property
     def captions(self) -> Path:
         return self.root / "captions.parquet"
+
+    @property
+    def fingerprints(self) -> Path:
+        return self.root / "fingerprints.parquet"
 
     @property
     def thumbs(self) -> Path:
@@ -116,6 +123,7 @@ class Manifest:
     dtype: str = "float32"
     checksums: dict = field(default_factory=dict)  # sha256 of every file, compared by `mosaic verify`
     sizes: dict = field(default_factory=dict)  # bytes of every file, compared at every load
+    last_update: dict = field(default_factory=dict)  # ids added, changed, removed by the last update
 
     @classmethod
     def read(cls, root: str | Path) -> Manifest | None:
@@ -148,7 +156,7 @@ class Manifest:
         return Fields(**{**self.fields, "text": tuple(self.fields.get("text", ()))})
 
 
-def write_shard(folder: Path, items: list[dict], columns: dict) -> None:
+def write_shard(folder: Path, items: list[dict], columns: dict, prints: list[dict]) -> None:
     """Write one shard atomically (to a temporary folder renamed into place)."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -156,6 +164,7 @@ def write_shard(folder: Path, items: list[dict], columns: dict) -> None:
     files = Files(tmp)
     rows = [{**item, "caption": gen} for item, gen in zip(items, columns["generated"])]
     pq.write_table(pa.Table.from_pylist(rows), files.metadata)
+    pq.write_table(pa.Table.from_pylist(prints, schema=FINGERPRINTS), files.fingerprints)
     pq.write_table(pa.table({"item": columns["caption_item"], "text": columns["caption_text"],
                              "kind": columns["caption_kind"]}), files.captions)
     for name in ITEM_ARRAYS + CAPTION_ARRAYS:
@@ -184,6 +193,7 @@ def consolidate(root: Path, shard_dirs: list[Path], chunk: int = 65536) -> None:
     out, shards = Files(root), [Files(d) for d in shard_dirs]
     meta = [pq.read_table(s.metadata) for s in shards]
     pq.write_table(pa.concat_tables(meta, promote_options="default"), out.metadata)
+    pq.write_table(pa.concat_tables([pq.read_table(s.fingerprints) for s in shards]), out.fingerprints)
     caps, offset = [], 0
     for s, m in zip(shards, meta):
         t = pq.read_table(s.captions)
@@ -288,6 +298,11 @@ class Collection:
             path = download_dataset(str(path).removeprefix("hf://"))
         path = Path(path)
         manifest = Manifest.read(path)
+        if manifest is None:  # perhaps an update was cut short while it swapped folders
+            from .update import recover
+
+            recover(path)
+            manifest = Manifest.read(path)
         if manifest is None:
             raise CollectionError(f"No collection at {path} (no manifest.json). Build one with `mosaic build`.")
         if manifest.problem():

@@ -96,6 +96,15 @@ def process_batch(images: list[Image.Image], human_texts: list[list[str]], encod
     }
 
 
+def item_columns(columns: dict, i: int) -> dict:
+    """The columns of the `i`-th item of a batch, as a batch of one."""
+    caps = np.flatnonzero(columns["caption_item"] == i)
+    return {"image_emb": columns["image_emb"][i:i + 1], "generated": columns["generated"][i:i + 1],
+            "caption_text": [columns["caption_text"][j] for j in caps], "caption_item": np.zeros(len(caps), np.int64),
+            "caption_kind": [columns["caption_kind"][j] for j in caps], "text_emb": columns["text_emb"][caps],
+            "tags": columns["tags"][i:i + 1], "thumbs": columns["thumbs"][i:i + 1]}
+
+
 def concat_columns(parts: list[dict], dim: int, n_tags: int) -> dict:
     """Join the columns of consecutive batches (caption owners shifted to shard positions)."""
     out = {"image_emb": [np.zeros((0, dim), np.float32)], "generated": [], "caption_text": [],

@@ -24,6 +24,7 @@ from PIL import Image, ImageOps
 from ..errors import SourceError
 
 MAX_PIXELS = 40_000_000  # larger images are refused before decoding
+UNREADABLE = "not an image Mosaic can read: use a JPEG, PNG, WebP, BMP, GIF or TIFF file"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
@@ -303,7 +304,10 @@ def load_image(image: str | Path | Image.Image | bytes | dict, max_pixels: int =
     if isinstance(image, Image.Image):
         im = image
     else:
-        im = Image.open(io.BytesIO(image) if isinstance(image, bytes) else os.fspath(image))
+        try:
+            im = Image.open(io.BytesIO(image) if isinstance(image, bytes) else os.fspath(image))
+        except Image.UnidentifiedImageError:
+            raise SourceError(UNREADABLE) from None
     if im.width * im.height > max_pixels:
         raise SourceError(f"too large: {im.width}x{im.height} pixels, above the limit of "
                           f"{max_pixels / 1e6:g} megapixels")
@@ -333,5 +337,4 @@ def read_query_image(path: str | Path) -> Image.Image:
     except SourceError as e:
         raise SourceError(f"{Path(path).name} is {e}.") from None
     except (OSError, ValueError, Image.DecompressionBombError):  # their messages name server paths
-        raise SourceError(f"{Path(path).name} is not an image Mosaic can read: use a JPEG, PNG, WebP, BMP, "
-                          "GIF or TIFF file.") from None
+        raise SourceError(f"{Path(path).name} is {UNREADABLE}.") from None

@@ -1,0 +1,129 @@
+"""Updating a collection in place (fast tier: the fake encoder, a folder of coloured pictures)."""
+import os
+import shutil
+
+import numpy as np
+import pytest
+from fakes import FakeEncoder, picture
+
+from mosaic import update
+from mosaic.build import BuildConfig, build
+from mosaic.collection import Collection
+from mosaic.errors import CollectionError
+
+COLOURS = ["red", "green", "blue", "yellow", "black", "white"]
+
+
+def folder_of_pictures(root, n=12):
+    root.mkdir(parents=True)
+    for i in range(n):
+        picture(COLOURS[i % 6], COLOURS[(i * 5 + 1) % 6]).save(root / f"{i:02d}.png")
+    return root
+
+
+def config(root):
+    return BuildConfig("folder", str(root), model="fake", captioner="none", shard_size=4)
+
+
+@pytest.fixture
+def counted(fake_encoder, monkeypatch):
+    """How many images the fake encoder embeds."""
+    seen = []
+    original = FakeEncoder.encode_images
+    monkeypatch.setattr(FakeEncoder, "encode_images", lambda self, images: seen.extend(images) or original(self, images))
+    return seen
+
+
+def change_folder(root):
+    picture("green", "green").save(root / "new-1.png")
+    picture("blue", "blue").save(root / "new-2.png")
+    picture("white", "black").save(root / "03.png")  # changed bytes
+    (root / "05.png").unlink()
+    (root / "07.png").unlink()
+    os.utime(root / "08.png", ns=(1, 1))  # touched: other time, same bytes
+
+
+def assert_same(a: Collection, b: Collection):
+    assert a.ids() == b.ids()
+    assert a.metadata.equals(b.metadata) and a.captions.equals(b.captions)
+    for name in ("image_emb", "text_emb", "omni_emb", "tags"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), atol=1e-5)
+    assert a.files.thumbs.read_bytes() == b.files.thumbs.read_bytes()
+
+
+def test_an_update_equals_a_fresh_build_and_computes_only_what_changed(tmp_path, counted):
+    root = folder_of_pictures(tmp_path / "photos")
+    out = build(config(root), tmp_path / "c", progress=False)
+    change_folder(root)
+    counted.clear()
+    build(config(root), out, progress=False, update=True)
+    assert len(counted) == 3  # two new files, one changed; the touched one is hashed, not embedded
+    updated = Collection.load(out)
+    assert updated.manifest.last_update == {"added": ["new-1.png", "new-2.png"], "changed": ["03.png"],
+                                            "removed": ["05.png", "07.png"], "unchanged": 9}
+    assert_same(updated, Collection.load(build(config(root), tmp_path / "fresh", progress=False)))
+    assert not update.staging(out).exists() and not list(tmp_path.glob(".c.*"))
+
+
+def test_an_update_keeps_the_settings(tmp_path, fake_encoder):
+    root = folder_of_pictures(tmp_path / "photos")
+    out = build(config(root), tmp_path / "c", progress=False)
+    with pytest.raises(CollectionError, match="other settings.*vocab"):
+        build(BuildConfig("folder", str(root), model="fake", captioner="none", shard_size=4, vocab="art"), out,
+              update=True)
+
+
+class Killed(BaseException):
+    """Stands for a SIGKILL at one point of an update."""
+
+
+def test_an_update_cut_short_while_building_leaves_the_old_collection_and_resumes(tmp_path, fake_encoder, monkeypatch):
+    root = folder_of_pictures(tmp_path / "photos")
+    out = build(config(root), tmp_path / "c", progress=False)
+    before = Collection.load(out).ids()
+    change_folder(root)
+    from mosaic import build as build_module
+
+    written = []
+    real = build_module._write_shard
+    monkeypatch.setattr(build_module, "_write_shard",
+                        lambda *a: real(*a) if not written.append(1) and len(written) < 3 else (_ for _ in ()).throw(Killed()))
+    with pytest.raises(Killed):
+        build(config(root), out, progress=False, update=True)
+    assert Collection.load(out).ids() == before and update.staging(out).exists()
+    monkeypatch.setattr(build_module, "_write_shard", real)
+    build(config(root), out, progress=False, update=True)
+    assert_same(Collection.load(out), Collection.load(build(config(root), tmp_path / "fresh", progress=False)))
+
+
+@pytest.mark.parametrize("renames_done", [1, 2])
+def test_an_update_cut_short_while_swapping_leaves_old_or_new(tmp_path, fake_encoder, monkeypatch, renames_done):
+    root = folder_of_pictures(tmp_path / "photos")
+    out = build(config(root), tmp_path / "c", progress=False)
+    change_folder(root)
+    fresh = Collection.load(build(config(root), tmp_path / "fresh", progress=False))
+    with monkeypatch.context() as m:
+        m.setattr(update, "os", KilledAfter(os, "rename", renames_done))
+        m.setattr(update, "shutil", KilledAfter(shutil, "rmtree", 0))
+        with pytest.raises(Killed):
+            build(config(root), out, progress=False, update=True)
+    assert (tmp_path / "c").exists() == (renames_done == 2)
+    assert_same(Collection.load(out), fresh)  # the staged update was complete: it goes in
+    build(config(root), out, progress=False, update=True)  # nothing changed since; leftovers go
+    assert_same(Collection.load(out), fresh)
+    assert not list(tmp_path.glob(".c.*"))
+
+
+class KilledAfter:
+    """A module whose function `name` works `n` times, then stands for a kill."""
+
+    def __init__(self, module, name, n):
+        self.module, self.name, self.left = module, name, n
+
+    def __getattr__(self, attr):
+        if attr != self.name:
+            return getattr(self.module, attr)
+        if not self.left:
+            raise Killed()
+        self.left -= 1
+        return getattr(self.module, attr)
