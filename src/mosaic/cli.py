@@ -1,4 +1,7 @@
-"""The `mosaic` command line: build, search, eval, train, serve, info."""
+"""The `mosaic` command line: build, search, eval, train, composed, humor, publish, serve, info.
+
+At import this module loads only the standard library and mosaic.errors: each command imports its
+library (torch, models, gradio) when it runs, so `mosaic --help` answers at once."""
 from __future__ import annotations
 
 import argparse
@@ -8,17 +11,24 @@ import os
 import sys
 from pathlib import Path
 
-from .humor import HumorConfig
-from .sources import SOURCES
+from .errors import MosaicError, UsageError
 
 ARTIFACTS = Path(os.environ.get("MOSAIC_ARTIFACTS", "artifacts"))
 
 
+def _humor_config_class() -> type:
+    """HumorConfig: the defaults of `mosaic humor train` and the settings it passes on."""
+    from .humor import HumorConfig  # HUMOR_CONFIG_IMPORT: switch to `from .humor.config import HumorConfig`
+
+    return HumorConfig
+
+
+# ---- commands: each turns its arguments into one call of the library and prints the answer ----
 def cmd_build(args) -> None:
     from .build import BuildConfig, build
 
     if args.workers and args.engine != "ray":
-        raise SystemExit("error: --workers sets the number of Ray actors: use it with --engine ray.")
+        raise UsageError("--workers sets the number of Ray actors: use it with --engine ray.")
     options = {k: v for k, v in (("images", args.images), ("split", args.split)) if v}
     config = BuildConfig(source=args.source, path=args.path, limit=args.limit, seed=args.seed,
                          model=args.model, captioner=args.captioner, vocab=args.vocab,
@@ -33,10 +43,10 @@ def cmd_search(args) -> None:
     from .search import SearchService
 
     if args.ray and not args.shard_rows:
-        raise SystemExit("error: --ray holds index shards in Ray actors: give --shard-rows too.")
+        raise UsageError("--ray holds index shards in Ray actors: give --shard-rows too.")
+    filters, weights = parse_filters(args.filter), parse_tag_weights(args.tag)  # before any model loads
     service = SearchService(_collection_path(args.collection), index=args.index, precision=args.precision,
                             shard_rows=args.shard_rows, ray=args.ray)
-    filters, weights = parse_filters(args.filter), parse_tag_weights(args.tag)
     if args.image:
         hits = service.image_to_image(_image_or_id(args.image), args.k, filters)
     elif weights or args.mode == "omni":
@@ -107,33 +117,42 @@ def cmd_train(args) -> None:
 
     out = args.out or ARTIFACTS / "models" / f"{Path(args.collection).name}.pt"
     if out.suffix != ".pt":
-        raise SystemExit(f"error: --out {out} should end in .pt")
+        raise UsageError(f"--out {out} should end in .pt")
     config = TrainConfig(rounds=args.rounds, epochs=args.epochs, negatives=args.negatives, seed=args.seed)
     print(train(_collection_path(args.collection), out, config, resume=args.resume, progress=not args.quiet))
 
 
-def cmd_composed(args) -> None:
+def cmd_composed_search(args) -> None:
+    from .composed import ComposedSearch
+    from .search import SearchService
+
+    search = ComposedSearch(SearchService(_collection_path(args.collection)), args.combiner)
+    hits = search.search(_image_or_id(args.reference), args.text, args.method, args.k, args.weight)
+    print(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+
+
+def cmd_composed_eval(args) -> None:
+    from . import composed
+    from .search import SearchService
+
+    search = composed.ComposedSearch(SearchService(_collection_path(args.collection)), args.combiner)
+    triplets = composed.load_cirr(args.cirr, args.split)
+    if not args.submission:
+        print(json.dumps(composed.evaluate(search, triplets, args.method, args.weight), indent=2))
+        return
+    args.submission.mkdir(parents=True, exist_ok=True)
+    for name, data in zip(("recall", "recall_subset"), composed.submission(search, triplets, args.method, args.weight)):
+        (args.submission / f"{args.split}_{args.method}_{name}.json").write_text(json.dumps(data))
+
+
+def cmd_composed_train(args) -> None:
     from . import composed
     from .search import SearchService
 
     service = SearchService(_collection_path(args.collection))
-    if args.what == "train":
-        config = composed.CombinerConfig(rounds=args.rounds, epochs=args.epochs)
-        print(composed.train_combiner(service, composed.load_cirr(args.cirr, args.split), args.out, config,
-                                      resume=args.resume, progress=not args.quiet))
-        return
-    search = composed.ComposedSearch(service, args.combiner)
-    if args.what == "search":
-        hits = search.search(_image_or_id(args.reference), args.text, args.method, args.k, args.weight)
-        print(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
-        return
-    triplets = composed.load_cirr(args.cirr, args.split)
-    if args.submission:
-        args.submission.mkdir(parents=True, exist_ok=True)
-        for name, data in zip(("recall", "recall_subset"), composed.submission(search, triplets, args.method, args.weight)):
-            (args.submission / f"{args.split}_{args.method}_{name}.json").write_text(json.dumps(data))
-    else:
-        print(json.dumps(composed.evaluate(search, triplets, args.method, args.weight), indent=2))
+    config = composed.CombinerConfig(rounds=args.rounds, epochs=args.epochs)
+    print(composed.train_combiner(service, composed.load_cirr(args.cirr, args.split), args.out, config,
+                                  resume=args.resume, progress=not args.quiet))
 
 
 def _scale(text: str) -> tuple[float, float]:
@@ -157,7 +176,7 @@ def _columns(pairs: list[str]) -> dict:
     for p in pairs or []:
         role, sep, name = p.partition("=")
         if not sep or role not in ("prompt", "answer", "score", "image"):
-            raise SystemExit(f"error: column '{p}' should look like prompt|answer|score|image=<column name>")
+            raise UsageError(f"column '{p}' should look like prompt|answer|score|image=<column name>")
         out[role] = name
     return out
 
@@ -169,37 +188,36 @@ def _humor_data(spec: str, columns: dict, captioner: str, limit: int | None = No
     return examples[:limit] if limit else examples
 
 
-def cmd_humor(args) -> None:
+def cmd_humor_train(args) -> None:
     from . import humor
 
     columns = _columns(args.columns)
-    if args.what == "train":
-        folder = Path(args.data)
-        train_spec, dev_spec = (str(folder / "train.csv"), str(folder / "dev.csv")) if folder.is_dir() \
-            else (args.data, args.dev)
-        if not dev_spec:
-            raise SystemExit("error: give --dev, the data early stopping watches (or a folder with train.csv, dev.csv)")
-        train_set = _humor_data(train_spec, columns, args.captioner, args.limit)
-        dev_set = _humor_data(dev_spec, columns, args.captioner, args.dev_limit)
-        for extra in args.extra or []:
-            train_set += humor.recenter(_humor_data(extra, columns, args.captioner), train_set, args.scale)
-        config = humor.HumorConfig(backbone=args.backbone, scale=args.scale, max_length=args.max_length,
-                                   lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-                                   lora_targets=args.lora_targets.split(","), lora_layers=args.lora_layers,
-                                   lr=args.lr, batch_size=args.batch_size,
-                                   epochs=args.epochs, patience=args.patience, members=args.members, seed=args.seed)
-        data = {"train": train_spec, "dev": dev_spec, "extra": args.extra or [], "limit": args.limit,
-                "columns": columns}
-        history = humor.train(train_set, dev_set, args.out, config, args.max_minutes, not args.quiet, data)
-        print(f"{args.out}: dev RMSE {history['best_dev_rmse']:.4f} with {len(history['members'])} member(s) and the "
-              f"ridge weighted {history['blend']:.2f} (predicting the training mean: "
-              f"{history['dev_rmse_of_train_mean']:.4f}); stopped by {history['stopped']}")
-        return
+    folder = Path(args.data)
+    train_spec, dev_spec = (str(folder / "train.csv"), str(folder / "dev.csv")) if folder.is_dir() \
+        else (args.data, args.dev)
+    if not dev_spec:
+        raise UsageError("give --dev, the data early stopping watches (or a folder with train.csv, dev.csv)")
+    train_set = _humor_data(train_spec, columns, args.captioner, args.limit)
+    dev_set = _humor_data(dev_spec, columns, args.captioner, args.dev_limit)
+    for extra in args.extra or []:
+        train_set += humor.recenter(_humor_data(extra, columns, args.captioner), train_set, args.scale)
+    config = _humor_config_class()(
+        backbone=args.backbone, scale=args.scale, max_length=args.max_length, lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, lora_targets=args.lora_targets.split(","),
+        lora_layers=args.lora_layers, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
+        patience=args.patience, members=args.members, seed=args.seed)
+    data = {"train": train_spec, "dev": dev_spec, "extra": args.extra or [], "limit": args.limit, "columns": columns}
+    history = humor.train(train_set, dev_set, args.out, config, args.max_minutes, not args.quiet, data)
+    print(f"{args.out}: dev RMSE {history['best_dev_rmse']:.4f} with {len(history['members'])} member(s) and the "
+          f"ridge weighted {history['blend']:.2f} (predicting the training mean: "
+          f"{history['dev_rmse_of_train_mean']:.4f}); stopped by {history['stopped']}")
+
+
+def cmd_humor_eval(args) -> None:
+    from . import humor
+
+    columns = _columns(args.columns)
     model = humor.HumorModel.load(args.model)
-    if args.what == "score":
-        rows = _humor_data(args.data, columns, args.captioner, args.limit, need_scores=False)
-        print(humor.write_scores(model, rows, args.out or Path(args.data).with_suffix(".scores.csv"), args.explain))
-        return
     data = model.info["data"]  # the baselines are fitted on the model's own training data by default
     train_set = _humor_data(args.train or data["train"], data["columns"], args.captioner,
                             None if args.train else data["limit"])
@@ -208,6 +226,15 @@ def cmd_humor(args) -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def cmd_humor_score(args) -> None:
+    from . import humor
+
+    columns = _columns(args.columns)
+    model = humor.HumorModel.load(args.model)
+    rows = _humor_data(args.data, columns, args.captioner, args.limit, need_scores=False)
+    print(humor.write_scores(model, rows, args.out or Path(args.data).with_suffix(".scores.csv"), args.explain))
 
 
 def cmd_publish(args) -> None:
@@ -245,189 +272,314 @@ def default_collections() -> list[Path]:
     return [default, *others]
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mosaic", description="Multimodal search over image collections.")
-    sub = p.add_subparsers(dest="command", required=True)
+# ---- the parser ----------------------------------------------------------------------------
+# Defaults come from the config dataclasses (BuildConfig, TrainConfig, CombinerConfig, HumorConfig),
+# whose modules import torch. So the parser lists every command with its one-line help but adds
+# arguments (and imports a config) only for the command named on the command line: `mosaic --help`
+# imports none of them, `mosaic build --help` only build's, and the help shows the real defaults.
+def _add_quiet(p) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    b = sub.add_parser("build", help="build (or resume) a collection from a source")
-    b.add_argument("source", choices=list(SOURCES), help="what kind of source to read")
-    b.add_argument("path", nargs="?", help="folder, file or Hub repo of the source")
-    b.add_argument("--images", help="images folder (captions and COCO sources)")
-    b.add_argument("--split", help="split (CIRR, COCO Karpathy, Hub datasets)")
-    b.add_argument("--name", help="collection name (default: the source folder's name)")
-    b.add_argument("--out", type=Path, help="output folder (default: artifacts/<name>)")
-    b.add_argument("--limit", type=int, help="read at most N records")
-    b.add_argument("--seed", type=int, help="with --limit: a seeded shuffle picks the records")
-    b.add_argument("--model", default="auto", help="dual encoder spec: auto, lite, open_clip:ViT-B-32/openai, hf:<repo>")
-    b.add_argument("--captioner", default="auto", help="captioner spec: auto, labels, blip:<repo>, none")
-    b.add_argument("--vocab", help="tag vocabulary: art, driving, photos or a JSON file")
-    b.add_argument("--shard-size", type=int, default=256)
-    b.add_argument("--batch-size", type=int, default=32)
-    b.add_argument("--engine", default="local", choices=["local", "ray"],
+
+def _add_build(p) -> None:
+    from .build import ENGINES, BuildConfig
+    from .sources import SOURCES
+
+    d = BuildConfig(source="")
+    p.add_argument("source", choices=list(SOURCES), help="what kind of source to read")
+    p.add_argument("path", nargs="?", help="folder, file or Hub repo of the source")
+    p.add_argument("--images", help="images folder (captions and COCO sources)")
+    p.add_argument("--split", help="split (CIRR, COCO Karpathy, Hub datasets)")
+    p.add_argument("--name", help="collection name (default: the source folder's name)")
+    p.add_argument("--out", type=Path, help="output folder (default: artifacts/<name>)")
+    p.add_argument("--limit", type=int, default=d.limit, help="read at most N records")
+    p.add_argument("--seed", type=int, default=d.seed, help="with --limit: a seeded shuffle picks the records")
+    p.add_argument("--model", default=d.model, help="dual encoder spec: auto, lite, lite:<checkpoint of `mosaic train`>, "
+                                                    "open_clip:ViT-B-32/openai, hf:<repo> (default: %(default)s)")
+    p.add_argument("--captioner", default=d.captioner,
+                   help="captioner spec: auto, labels, blip:<repo>, none (default: %(default)s)")
+    p.add_argument("--vocab", default=d.vocab,
+                   help="tag vocabulary: art, driving, photos or a JSON file (default: the one for the source)")
+    p.add_argument("--shard-size", type=int, default=d.shard_size,
+                   help="records per shard, the unit a build writes and resumes from (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per model batch (default: %(default)s)")
+    p.add_argument("--engine", default=ENGINES[0], choices=ENGINES,
                    help="run the stages here, or in Ray actors (the cluster at $RAY_ADDRESS, else a local one)")
-    b.add_argument("--workers", type=int, help="with --engine ray: actors (default: one per CPU, or per GPU)")
-    b.add_argument("--overwrite", action="store_true", help="rebuild from scratch")
-    b.add_argument("--quiet", action="store_true", help="no progress bar")
-    b.set_defaults(func=cmd_build)
+    p.add_argument("--workers", type=int, help="with --engine ray: actors (default: one per CPU, or per GPU)")
+    p.add_argument("--overwrite", action="store_true", help="rebuild from scratch")
+    _add_quiet(p)
+    p.set_defaults(func=cmd_build)
 
-    s = sub.add_parser("search", help="search a collection")
-    s.add_argument("collection", help="collection folder or name under artifacts/")
-    s.add_argument("text", nargs="?", help="text query")
-    s.add_argument("--image", help="query image file, or the id of an item")
-    s.add_argument("--mode", default="both", choices=["image", "caption", "both", "omni"],
-                   help="text against image embeddings, captions, both, or omni (fused with tags)")
-    s.add_argument("--filter", action="append", metavar="FIELD=VALUE")
-    s.add_argument("--tag", action="append", metavar="CATEGORY:TAG=WEIGHT")
-    s.add_argument("-k", type=int, default=10)
-    s.add_argument("--index", default="auto", choices=["auto", "exact", "annoy"])
-    s.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "int4"])
-    s.add_argument("--shard-rows", type=int, help="exact indexes in shards of N rows, merged at query time")
-    s.add_argument("--ray", action="store_true", help="with --shard-rows: shards held by Ray actors ($RAY_ADDRESS)")
-    s.add_argument("--json", action="store_true", help="print hits as JSON")
-    s.set_defaults(func=cmd_search)
 
-    e = sub.add_parser("eval", help="measure retrieval quality")
-    e_sub = e.add_subparsers(dest="what", required=True)
-    r = e_sub.add_parser("retrieval", help="Recall@1/5/10, MRR, NDCG@10 both ways, human captions as ground truth")
-    r.add_argument("collection")
-    r.add_argument("--split", default="all", choices=["all", "train", "test"],
-                   help="the fixed split by image (test: 200 images chosen by id hash)")
-    r.add_argument("--candidates", type=int, help="candidates per query, ground truth included (default: all)")
-    r.add_argument("--sweep", action="store_true", help="also pool sizes x precisions, PCA dims, Annoy settings")
-    r.add_argument("--json", type=Path, help="write the report as JSON")
-    r.add_argument("--csv", type=Path, help="write the report as CSV rows")
-    r.add_argument("--plots", type=Path, help="write PNG plots of the sweep to this folder (implies --sweep)")
-    r.set_defaults(func=cmd_eval)
+def _add_search(p) -> None:
+    p.add_argument("collection", help="collection folder or name under artifacts/")
+    p.add_argument("text", nargs="?", help="text query")
+    p.add_argument("--image", help="query image file, or the id of an item")
+    p.add_argument("--mode", default="both", choices=["image", "caption", "both", "omni"],
+                   help="text against image embeddings, captions, both, or omni (fused with tags) (default: %(default)s)")
+    p.add_argument("--filter", action="append", metavar="FIELD=VALUE",
+                   help="keep items with this value (repeat: values of one field OR'ed, fields AND'ed)")
+    p.add_argument("--tag", action="append", metavar="CATEGORY:TAG=WEIGHT",
+                   help="weigh a tag's score into the ranking, e.g. mood:calm=1 (repeated tags add up)")
+    p.add_argument("-k", type=int, default=10, help="hits to show (default: %(default)s)")
+    p.add_argument("--index", default="auto", choices=["auto", "exact", "annoy"],
+                   help="auto: exact, or Annoy over a large collection (default: %(default)s)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "int4"],
+                   help="of the exact index's stored embeddings (default: %(default)s)")
+    p.add_argument("--shard-rows", type=int, help="exact indexes in shards of N rows, merged at query time")
+    p.add_argument("--ray", action="store_true", help="with --shard-rows: shards held by Ray actors ($RAY_ADDRESS)")
+    p.add_argument("--json", action="store_true", help="print hits as JSON")
+    p.set_defaults(func=cmd_search)
 
-    t = sub.add_parser("train", help="train the offline model's projection heads on a captions collection")
-    t.add_argument("collection", help="a collection with human captions (e.g. built from Flickr8k)")
-    t.add_argument("--out", type=Path, help="checkpoint path (default: artifacts/models/<collection>.pt)")
-    t.add_argument("--rounds", type=int, default=3, help="hard-negative mining rounds after the first")
-    t.add_argument("--epochs", type=int, default=8, help="epochs per round")
-    t.add_argument("--negatives", type=int, default=3, help="hard negatives mined per caption (0: no mining)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--resume", action="store_true", help="continue after the last finished round")
-    t.add_argument("--quiet", action="store_true", help="no progress bars")
-    t.set_defaults(func=cmd_train)
 
-    co = sub.add_parser("composed", help="composed retrieval: reference image + modification text")
-    co_sub = co.add_subparsers(dest="what", required=True)
-    for name, text in (("search", "one composed query"), ("eval", "CIRR Recall@K and Recall_subset@K"),
-                       ("train", "train a combiner on CIRR triplets, with hard-negative rounds")):
-        x = co_sub.add_parser(name, help=text)
-        x.add_argument("collection", help="a collection of the split's images (e.g. `mosaic build cirr ...`)")
-        if name == "search":
-            x.add_argument("reference", help="reference image file or item id")
-            x.add_argument("text", help="the modification, e.g. 'the same dog but on a beach'")
-            x.add_argument("-k", type=int, default=10)
-        else:
-            x.add_argument("cirr", help="CIRR release folder (captions/cap.rc2.<split>.json)")
-            x.add_argument("--split", default="val" if name == "eval" else "train")
-        if name == "train":
-            x.add_argument("--out", type=Path, default=ARTIFACTS / "models" / "combiner.pt")
-            x.add_argument("--rounds", type=int, default=2, help="hard-negative rounds after the first")
-            x.add_argument("--epochs", type=int, default=20, help="epochs per round")
-            x.add_argument("--resume", action="store_true")
-            x.add_argument("--quiet", action="store_true")
-        else:
-            x.add_argument("--method", default="sum", choices=["sum", "slerp", "text", "combiner"])
-            x.add_argument("--weight", type=float, default=0.5, help="text weight for sum and slerp")
-            x.add_argument("--combiner", type=Path, help="a trained combiner (for --method combiner)")
-        if name == "eval":
-            x.add_argument("--submission", type=Path, help="write the CIRR test-server files here instead")
-        x.set_defaults(func=cmd_composed)
+def _add_eval(p) -> None:
+    _add_commands(p, "what", {"retrieval": (
+        "Recall@1/5/10, MRR, NDCG@10 both ways, human captions as ground truth", _add_eval_retrieval)})
 
-    d = HumorConfig()
-    h = sub.add_parser("humor", help="humor scoring: a cross-encoder with LoRA rates answers to a prompt")
-    h_sub = h.add_subparsers(dest="what", required=True)
-    for name, text in (("train", "train on rated (prompt, answer) pairs, early stopping on dev"),
-                       ("eval", "RMSE, MAE, R^2, Pearson, Spearman, binned accuracy/F1, beside two baselines"),
-                       ("score", "score a file of (prompt, answer) rows")):
-        x = h_sub.add_parser(name, help=text)
-        if name != "train":
-            x.add_argument("model", type=Path, help="a folder written by `mosaic humor train`")
-        x.add_argument("data", help="CSV/TSV/JSON/JSONL file, hf://user/dataset[:split]"
-                                    + (", or a folder with train.csv and dev.csv (Humicroedit)" if name == "train" else ""))
-        x.add_argument("--columns", action="append", metavar="ROLE=NAME",
-                       help="column names when not prompt/answer/score/image, e.g. answer=caption")
-        x.add_argument("--captioner", default="auto", help="captions image prompts: auto, labels, blip:<repo>")
-        x.add_argument("--limit", type=int, help="use the first N rows only")
-        if name == "train":
-            x.add_argument("--dev", help="dev data for early stopping (default: <folder>/dev.csv)")
-            x.add_argument("--dev-limit", type=int, help="use the first N dev rows only")
-            x.add_argument("--extra", action="append", help="more training data, shifted to the main set's mean "
-                                                             "(e.g. FunLines' train_funlines.csv)")
-            x.add_argument("--out", type=Path, default=ARTIFACTS / "models" / "humor")
-            x.add_argument("--backbone", default=d.backbone, help="auto, minilm (offline) or hf:<repo>")
-            x.add_argument("--scale", type=_scale, default=d.scale, help="score range, e.g. 0-4 (default 0-3)")
-            x.add_argument("--max-length", type=int, default=d.max_length, help="tokens per prompt + answer pair")
-            x.add_argument("--lora-r", type=int, default=d.lora_r)
-            x.add_argument("--lora-alpha", type=int, default=d.lora_alpha)
-            x.add_argument("--lora-dropout", type=float, default=d.lora_dropout)
-            x.add_argument("--lora-targets", default=",".join(d.lora_targets), help="module names, comma-separated")
-            x.add_argument("--lora-layers", type=int, default=d.lora_layers,
-                           help="adapt the top N transformer layers only (0: all)")
-            x.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (one-cycle schedule)")
-            x.add_argument("--batch-size", type=int, default=d.batch_size)
-            x.add_argument("--epochs", type=int, default=d.epochs, help="at most; training stops when dev RMSE stalls")
-            x.add_argument("--patience", type=int, default=d.patience, help="dev evaluations (one an epoch) without gain")
-            x.add_argument("--members", type=_positive, default=d.members,
-                           help="cross-encoders (every second one reads pairs with the edit marked); their mean is "
-                                "blended with a ridge on TF-IDF and embeddings, weighted on 10%% of the training rows "
-                                "held out")
-            x.add_argument("--max-minutes", type=float, help="stop after this long, keeping the best adapter")
-            x.add_argument("--seed", type=int, default=0)
-            x.add_argument("--quiet", action="store_true")
-        elif name == "eval":
-            x.add_argument("--train", help="training data for the baselines (default: the model's own)")
-            x.add_argument("--json", type=Path, help="write the report as JSON")
-        else:
-            x.add_argument("--out", type=Path, help="output CSV (default: <data>.scores.csv)")
-            x.add_argument("--explain", action="store_true", help="add the three words that move each score most")
-        x.set_defaults(func=cmd_humor)
 
-    pb = sub.add_parser("publish", help="push captions, a collection or the app to the Hugging Face Hub")
-    pb_sub = pb.add_subparsers(dest="what", required=True)
-    for name, text in (("captions", "a collection's generated captions as a dataset"),
-                       ("collection", "a whole collection, loadable as hf://user/repo"),
-                       ("space", "the app as a Gradio Space serving a collection")):
-        x = pb_sub.add_parser(name, help=text)
-        x.add_argument("collection", help="collection folder or name" + (", or hf://user/repo" if name == "space" else ""))
-        x.add_argument("--repo", help="user/name of the Hub repository to create or update")
-        x.add_argument("--dry-run", action="store_true", help="only write the files that would be uploaded")
-        x.add_argument("--out", type=Path, help="folder for those files (needed with --dry-run)")
-        if name != "space":
-            x.add_argument("--license", default="other", help="license of the dataset card (default: other)")
-        if name == "captions":
-            x.add_argument("--images", action="store_true", help="include the previews (datasets Image feature)")
-            x.add_argument("--embeddings", action="store_true", help="include the image embeddings")
-        x.set_defaults(func=cmd_publish)
+def _add_eval_retrieval(p) -> None:
+    p.add_argument("collection", help="a collection with human captions (e.g. built from Flickr8k)")
+    p.add_argument("--split", default="all", choices=["all", "train", "test"],
+                   help="the fixed split by image (test: 200 images chosen by id hash) (default: %(default)s)")
+    p.add_argument("--candidates", type=int, help="candidates per query, ground truth included (default: all)")
+    p.add_argument("--sweep", action="store_true", help="also pool sizes x precisions, PCA dims, Annoy settings")
+    p.add_argument("--json", type=Path, help="write the report as JSON")
+    p.add_argument("--csv", type=Path, help="write the report as CSV rows")
+    p.add_argument("--plots", type=Path, help="write PNG plots of the sweep to this folder (implies --sweep)")
+    p.set_defaults(func=cmd_eval)
 
-    a = sub.add_parser("serve", help="start the app (default: the bundled collection and all built ones)")
-    a.add_argument("--collection", action="append", help="collection folder or name (repeat for several)")
-    a.add_argument("--host", help="address to listen on (default 127.0.0.1, or $GRADIO_SERVER_NAME)")
-    a.add_argument("--port", type=int, help="port (default 7860, or $GRADIO_SERVER_PORT)")
-    a.add_argument("--humor", type=Path, help="humor model folder (default: artifacts/models/humor when trained)")
-    a.set_defaults(func=cmd_serve)
 
-    i = sub.add_parser("info", help="describe a collection")
-    i.add_argument("collection")
-    i.set_defaults(func=cmd_info)
+def _add_train(p) -> None:
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    p.add_argument("collection", help="a collection with human captions (e.g. built from Flickr8k)")
+    p.add_argument("--out", type=Path, help="checkpoint path (default: artifacts/models/<collection>.pt)")
+    p.add_argument("--rounds", type=int, default=d.rounds,
+                   help="hard-negative mining rounds after the first (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="epochs per round (default: %(default)s)")
+    p.add_argument("--negatives", type=int, default=d.negatives,
+                   help="hard negatives mined per caption, 0: no mining (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seeds the heads and the batches (default: %(default)s)")
+    p.add_argument("--resume", action="store_true", help="continue after the last finished round")
+    _add_quiet(p)
+    p.set_defaults(func=cmd_train)
+
+
+# ---- composed ----
+CIRR_COLLECTION = "a collection of the split's images (e.g. `mosaic build cirr ...`)"
+COMPOSE_METHODS = ["sum", "slerp", "text", "combiner"]
+
+
+def _add_composed(p) -> None:
+    _add_commands(p, "what", {
+        "search": ("one composed query", _add_composed_search),
+        "eval": ("CIRR Recall@K and Recall_subset@K", _add_composed_eval),
+        "train": ("train a combiner on CIRR triplets, with hard-negative rounds", _add_composed_train)})
+
+
+def _add_composed_search(p) -> None:
+    p.add_argument("collection", help=CIRR_COLLECTION)
+    p.add_argument("reference", help="reference image file or item id")
+    p.add_argument("text", help="the modification, e.g. 'the same dog but on a beach'")
+    p.add_argument("-k", type=int, default=10, help="hits to show (default: %(default)s)")
+    p.add_argument("--method", default="sum", choices=COMPOSE_METHODS, help="how to compose (default: %(default)s)")
+    p.add_argument("--weight", type=float, default=0.5, help="text weight for sum and slerp (default: %(default)s)")
+    p.add_argument("--combiner", type=Path, help="a trained combiner (for --method combiner)")
+    p.set_defaults(func=cmd_composed_search)
+
+
+def _add_composed_eval(p) -> None:
+    p.add_argument("collection", help=CIRR_COLLECTION)
+    p.add_argument("cirr", help="CIRR release folder (captions/cap.rc2.<split>.json)")
+    p.add_argument("--split", default="val", help="CIRR split: val or test1 (default: %(default)s)")
+    p.add_argument("--method", default="sum", choices=COMPOSE_METHODS, help="how to compose (default: %(default)s)")
+    p.add_argument("--weight", type=float, default=0.5, help="text weight for sum and slerp (default: %(default)s)")
+    p.add_argument("--combiner", type=Path, help="a trained combiner (for --method combiner)")
+    p.add_argument("--submission", type=Path, help="write the CIRR test-server files here instead")
+    p.set_defaults(func=cmd_composed_eval)
+
+
+def _add_composed_train(p) -> None:
+    from .composed import CombinerConfig
+
+    d = CombinerConfig()
+    p.add_argument("collection", help=CIRR_COLLECTION)
+    p.add_argument("cirr", help="CIRR release folder (captions/cap.rc2.<split>.json)")
+    p.add_argument("--split", default="train", help="CIRR split to train on (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=ARTIFACTS / "models" / "combiner.pt",
+                   help="combiner checkpoint path (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=d.rounds, help="hard-negative rounds after the first (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="epochs per round (default: %(default)s)")
+    p.add_argument("--resume", action="store_true", help="continue after the last finished round")
+    _add_quiet(p)
+    p.set_defaults(func=cmd_composed_train)
+
+
+# ---- humor ----
+HUMOR_DATA = "CSV/TSV/JSON/JSONL file, hf://user/dataset[:split]"
+
+
+def _add_humor(p) -> None:
+    _add_commands(p, "what", {
+        "train": ("train on rated (prompt, answer) pairs, early stopping on dev", _add_humor_train),
+        "eval": ("RMSE, MAE, R^2, Pearson, Spearman, binned accuracy/F1, beside two baselines", _add_humor_eval),
+        "score": ("score a file of (prompt, answer) rows", _add_humor_score)})
+
+
+def _add_humor_data(p, data_help: str = HUMOR_DATA) -> None:
+    """The data arguments every humor command reads."""
+    p.add_argument("data", help=data_help)
+    p.add_argument("--columns", action="append", metavar="ROLE=NAME",
+                   help="column names when not prompt/answer/score/image, e.g. answer=caption")
+    p.add_argument("--captioner", default="auto", help="captions image prompts: auto, labels, blip:<repo> (default: %(default)s)")
+    p.add_argument("--limit", type=int, help="use the first N rows only")
+
+
+def _add_humor_train(p) -> None:
+    d = _humor_config_class()()
+    _add_humor_data(p, HUMOR_DATA + ", or a folder with train.csv and dev.csv (Humicroedit)")
+    p.add_argument("--dev", help="dev data for early stopping (default: <folder>/dev.csv)")
+    p.add_argument("--dev-limit", type=int, help="use the first N dev rows only")
+    p.add_argument("--extra", action="append", help="more training data, shifted to the main set's mean "
+                                                    "(e.g. FunLines' train_funlines.csv)")
+    p.add_argument("--out", type=Path, default=ARTIFACTS / "models" / "humor", help="model folder (default: %(default)s)")
+    p.add_argument("--backbone", default=d.backbone, help="auto, minilm (offline) or hf:<repo> (default: %(default)s)")
+    p.add_argument("--scale", type=_scale, default=d.scale,
+                   help=f"score range, e.g. 0-4 (default: {d.scale[0]:g}-{d.scale[1]:g})")
+    p.add_argument("--max-length", type=int, default=d.max_length,
+                   help="tokens per prompt + answer pair (default: %(default)s)")
+    p.add_argument("--lora-r", type=int, default=d.lora_r, help="LoRA rank (default: %(default)s)")
+    p.add_argument("--lora-alpha", type=int, default=d.lora_alpha, help="LoRA scaling alpha (default: %(default)s)")
+    p.add_argument("--lora-dropout", type=float, default=d.lora_dropout,
+                   help="dropout on the adapters' input (default: %(default)s)")
+    p.add_argument("--lora-targets", default=",".join(d.lora_targets),
+                   help="module names, comma-separated (default: %(default)s)")
+    p.add_argument("--lora-layers", type=int, default=d.lora_layers,
+                   help="adapt the top N transformer layers only, 0: all (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate, one-cycle schedule (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="pairs per training step (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=d.epochs,
+                   help="at most; training stops when dev RMSE stalls (default: %(default)s)")
+    p.add_argument("--patience", type=int, default=d.patience,
+                   help="dev evaluations (one an epoch) without gain (default: %(default)s)")
+    p.add_argument("--members", type=_positive, default=d.members,
+                   help="cross-encoders (every second one reads pairs with the edit marked); their mean is blended "
+                        "with a ridge on TF-IDF and embeddings, weighted on 10%% of the training rows held out "
+                        "(default: %(default)s)")
+    p.add_argument("--max-minutes", type=float, help="stop after this long, keeping the best adapter")
+    p.add_argument("--seed", type=int, default=d.seed, help="the same seed trains the same model (default: %(default)s)")
+    _add_quiet(p)
+    p.set_defaults(func=cmd_humor_train)
+
+
+def _add_humor_eval(p) -> None:
+    p.add_argument("model", type=Path, help="a folder written by `mosaic humor train`")
+    _add_humor_data(p)
+    p.add_argument("--train", help="training data for the baselines (default: the model's own)")
+    p.add_argument("--json", type=Path, help="write the report as JSON")
+    p.set_defaults(func=cmd_humor_eval)
+
+
+def _add_humor_score(p) -> None:
+    p.add_argument("model", type=Path, help="a folder written by `mosaic humor train`")
+    _add_humor_data(p)
+    p.add_argument("--out", type=Path, help="output CSV (default: <data>.scores.csv)")
+    p.add_argument("--explain", action="store_true", help="add the three words that move each score most")
+    p.set_defaults(func=cmd_humor_score)
+
+
+# ---- publish ----
+def _add_publish(p) -> None:
+    _add_commands(p, "what", {
+        "captions": ("a collection's generated captions as a dataset", _add_publish_captions),
+        "collection": ("a whole collection, loadable as hf://user/repo", _add_publish_collection),
+        "space": ("the app as a Gradio Space serving a collection", _add_publish_space)})
+
+
+def _add_publish_target(p, collection_help: str = "collection folder or name") -> None:
+    """What every publish command reads: the collection, and where it goes."""
+    p.add_argument("collection", help=collection_help)
+    p.add_argument("--repo", help="user/name of the Hub repository to create or update")
+    p.add_argument("--dry-run", action="store_true", help="only write the files that would be uploaded")
+    p.add_argument("--out", type=Path, help="folder for those files (needed with --dry-run)")
+    p.set_defaults(func=cmd_publish)
+
+
+def _add_publish_captions(p) -> None:
+    _add_publish_target(p)
+    p.add_argument("--license", default="other", help="license of the dataset card (default: %(default)s)")
+    p.add_argument("--images", action="store_true", help="include the previews (datasets Image feature)")
+    p.add_argument("--embeddings", action="store_true", help="include the image embeddings")
+
+
+def _add_publish_collection(p) -> None:
+    _add_publish_target(p)
+    p.add_argument("--license", default="other", help="license of the dataset card (default: %(default)s)")
+
+
+def _add_publish_space(p) -> None:
+    _add_publish_target(p, "collection folder or name, or hf://user/repo")
+
+
+def _add_serve(p) -> None:
+    p.add_argument("--collection", action="append", help="collection folder or name (repeat for several)")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1, or $GRADIO_SERVER_NAME)")
+    p.add_argument("--port", type=int, help="port (default 7860, or $GRADIO_SERVER_PORT)")
+    p.add_argument("--humor", type=Path, help="humor model folder (default: artifacts/models/humor when trained)")
+    p.set_defaults(func=cmd_serve)
+
+
+def _add_info(p) -> None:
+    p.add_argument("collection", help="collection folder or name under artifacts/")
+    p.set_defaults(func=cmd_info)
+
+
+COMMANDS = {  # name: (one-line help, the function adding its arguments)
+    "build": ("build (or resume) a collection from a source", _add_build),
+    "search": ("search a collection", _add_search),
+    "eval": ("measure retrieval quality", _add_eval),
+    "train": ("train the offline model's projection heads on a captions collection", _add_train),
+    "composed": ("composed retrieval: reference image + modification text", _add_composed),
+    "humor": ("humor scoring: a cross-encoder with LoRA rates answers to a prompt", _add_humor),
+    "publish": ("push captions, a collection or the app to the Hugging Face Hub", _add_publish),
+    "serve": ("start the app (default: the bundled collection and all built ones)", _add_serve),
+    "info": ("describe a collection", _add_info),
+}
+
+
+def _add_commands(p, dest: str, commands: dict, only: str | None = None) -> None:
+    """The subcommands of `p`, each listed with its one-line help; only the one named `only` gets
+    its arguments (every one when `only` is None)."""
+    sub = p.add_subparsers(dest=dest, required=True)
+    for name, (text, add) in commands.items():
+        command = sub.add_parser(name, help=text)
+        if only is None or only == name:
+            add(command)
+
+
+def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The `mosaic` parser, with the arguments of the command `argv` names (of all commands when
+    `argv` is None: slower, it imports every config)."""
+    p = argparse.ArgumentParser(prog="mosaic", description="Multimodal search over image collections.")
+    p.add_argument("--debug", action="store_true", help="on an error, show the full traceback instead of one line")
+    # The top level has flags only, so its first word that is not an option names the command.
+    named = None if argv is None else next((a for a in argv if not a.startswith("-")), "")
+    _add_commands(p, "command", COMMANDS, named)
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the `mosaic` command; user errors end with one clear line, no traceback."""
-    from .collection import CollectionError
-    from .hub import HubError
-    from .search import QueryError
-    from .sources import SourceError
-
+    """Entry point of the `mosaic` command: a user error (MosaicError) ends with one line
+    `error: <message>` and exit status 1, or with its traceback under --debug."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = parser().parse_args(argv)
+    args = parser(argv).parse_args(argv)
     try:
         args.func(args)
-    except (CollectionError, HubError, QueryError, SourceError) as e:
+    except MosaicError as e:
+        if args.debug:
+            raise
         sys.exit(f"error: {e}")
 
 
