@@ -6,7 +6,7 @@ import sys
 import pytest
 from PIL import Image
 
-COMMANDS = ("build", "search", "eval", "train", "composed", "humor", "publish", "serve", "info")
+COMMANDS = ("build", "update", "verify", "search", "eval", "train", "composed", "humor", "publish", "serve", "info")
 
 
 def mosaic(*args, python_flags=()):
@@ -150,8 +150,6 @@ def test_an_unknown_vocabulary_is_one_line(images, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="util.load_module does not turn torch.load's pickle.UnpicklingError "
-                                       "into a SourceError")
 def test_a_file_that_is_no_checkpoint_is_one_line(images, tmp_path):
     (tmp_path / "not-a-checkpoint.pt").write_bytes(b"these bytes are no checkpoint\n" * 8)
     out = mosaic("build", "folder", images, "--model", f"lite:{tmp_path / 'not-a-checkpoint.pt'}",

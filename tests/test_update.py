@@ -127,3 +127,21 @@ class KilledAfter:
             raise Killed()
         self.left -= 1
         return getattr(self.module, attr)
+
+
+def test_the_update_and_verify_commands(tmp_path, fake_encoder, capsys):
+    from mosaic import cli
+
+    root = folder_of_pictures(tmp_path / "photos")
+    cli.main(["build", "folder", str(root), "--model", "fake", "--captioner", "none", "--out", str(tmp_path / "c"),
+              "--quiet"])
+    change_folder(root)
+    cli.main(["update", str(tmp_path / "c"), "--quiet"])
+    assert "2 added, 1 changed, 2 removed, 9 unchanged" in capsys.readouterr().out
+    cli.main(["build", "folder", str(root), "--model", "fake", "--captioner", "none", "--out", str(tmp_path / "c"),
+              "--update", "--quiet"])
+    cli.main(["verify", str(tmp_path / "c")])
+    assert "c: 12 items; all" in capsys.readouterr().out
+    (tmp_path / "c" / "tags.npy").write_bytes((tmp_path / "c" / "tags.npy").read_bytes()[:-4] + b"\x00\x00\x80\x7f")
+    with pytest.raises(SystemExit, match="error: .*tags.npy changed since it was built"):
+        cli.main(["verify", str(tmp_path / "c")])

@@ -1,4 +1,5 @@
-"""The `mosaic` command line: build, search, eval, train, composed, humor, publish, serve, info.
+"""The `mosaic` command line: build, update, verify, search, eval, train, composed, humor, publish,
+serve, info.
 
 At import this module loads only the standard library and mosaic.errors: each command imports its
 library (torch, models, gradio) when it runs, so `mosaic --help` answers at once."""
@@ -18,7 +19,7 @@ ARTIFACTS = Path(os.environ.get("MOSAIC_ARTIFACTS", "artifacts"))
 
 def _humor_config_class() -> type:
     """HumorConfig: the defaults of `mosaic humor train` and the settings it passes on."""
-    from .humor import HumorConfig  # HUMOR_CONFIG_IMPORT: switch to `from .humor.config import HumorConfig`
+    from .humor.config import HumorConfig
 
     return HumorConfig
 
@@ -34,8 +35,29 @@ def cmd_build(args) -> None:
                          model=args.model, captioner=args.captioner, vocab=args.vocab,
                          shard_size=args.shard_size, batch_size=args.batch_size, options=options)
     out = args.out or ARTIFACTS / (args.name or Path(args.path or args.source).name)
-    build(config, out, overwrite=args.overwrite, progress=not args.quiet, engine=args.engine, workers=args.workers)
+    build(config, out, overwrite=args.overwrite, progress=not args.quiet, engine=args.engine, workers=args.workers,
+          update=args.update)
     print(out)
+
+
+def cmd_update(args) -> None:
+    from .build import BuildConfig, build
+    from .collection import Collection
+
+    path = _collection_path(args.collection)
+    settings = Collection.load(path).manifest.config
+    config = BuildConfig(**{**settings, "limit": args.limit or settings["limit"]})
+    build(config, path, progress=not args.quiet, update=True)
+    changes = Collection.load(path).manifest.last_update
+    print(f"{path}: {len(changes['added'])} added, {len(changes['changed'])} changed, "
+          f"{len(changes['removed'])} removed, {changes['unchanged']} unchanged")
+
+
+def cmd_verify(args) -> None:
+    from .collection import Collection
+
+    c = Collection.load(_collection_path(args.collection))
+    print(f"{c.name}: {len(c)} items; all {c.verify()} files match the checksums written when it was built")
 
 
 def cmd_search(args) -> None:
@@ -307,8 +329,22 @@ def _add_build(p) -> None:
                    help="run the stages here, or in Ray actors (the cluster at $RAY_ADDRESS, else a local one)")
     p.add_argument("--workers", type=int, help="with --engine ray: actors (default: one per CPU, or per GPU)")
     p.add_argument("--overwrite", action="store_true", help="rebuild from scratch")
+    p.add_argument("--update", action="store_true", help="bring a finished collection up to date with its source: "
+                                                         "new and changed images are computed, deleted ones dropped")
     _add_quiet(p)
     p.set_defaults(func=cmd_build)
+
+
+def _add_update(p) -> None:
+    p.add_argument("collection", help="collection folder or name under artifacts/")
+    p.add_argument("--limit", type=int, help="read this many records now (a streamed source grows)")
+    _add_quiet(p)
+    p.set_defaults(func=cmd_update)
+
+
+def _add_verify(p) -> None:
+    p.add_argument("collection", help="collection folder or name under artifacts/")
+    p.set_defaults(func=cmd_verify)
 
 
 def _add_search(p) -> None:
@@ -537,6 +573,8 @@ def _add_info(p) -> None:
 
 COMMANDS = {  # name: (one-line help, the function adding its arguments)
     "build": ("build (or resume) a collection from a source", _add_build),
+    "update": ("bring a collection up to date with its source (new, changed and deleted images)", _add_update),
+    "verify": ("check every file of a collection against the checksums written when it was built", _add_verify),
     "search": ("search a collection", _add_search),
     "eval": ("measure retrieval quality", _add_eval),
     "train": ("train the offline model's projection heads on a captions collection", _add_train),
