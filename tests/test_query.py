@@ -29,3 +29,18 @@ def test_repeated_tag_weights_add_up():
 def test_bad_tag_weights_are_refused(bad, message):
     with pytest.raises(QueryError, match=message):
         parse_tag_weights([bad])
+
+
+@pytest.mark.parametrize("text, terms", [
+    ("a dog on the grass", [("a dog on the grass", 1.0, "text")]),
+    ("dog -grass", [("dog", 1.0, "text"), ("grass", -1.0, "text")]),
+    ("a red car + snow - night", [("a red car", 1.0, "text"), ("snow", 1.0, "text"), ("night", -1.0, "text")]),
+    ("2:beach + -0.5:crowd", [("beach", 2.0, "text"), ("crowd", -0.5, "text")]),
+    ("id:Cornelia Street.jpg - night", [("Cornelia Street.jpg", 1.0, "item"), ("night", -1.0, "text")]),
+    ("./car.jpg + snow", [("./car.jpg", 1.0, "file"), ("snow", 1.0, "text")]),
+    ("a black-and-white t-shirt at -5 degrees", [("a black-and-white t-shirt at -5 degrees", 1.0, "text")]),
+])
+def test_query_arithmetic_terms(text, terms):
+    from mosaic.query import parse_terms
+
+    assert [(t.text, t.weight, t.kind) for t in parse_terms(text)] == terms

@@ -115,3 +115,11 @@ def test_sharded_service_answers_like_one_index(flickr):
         b = flickr.text_to_image("a dog jumping into a pool", k=8, target=target)
         assert [h.row for h in a] == [h.row for h in b]
         np.testing.assert_allclose([h.score for h in a], [h.score for h in b], rtol=1e-5)
+
+
+def test_a_negative_term_pushes_its_matches_down(flickr):
+    def grass_share(text):
+        hits = flickr.text_to_image(text, k=10)
+        return sum(any("grass" in c.lower() for c in h.explanation["captions"]) for h in hits) / 10
+
+    assert grass_share("dog -grass") < grass_share("dog") - 0.2

@@ -92,3 +92,37 @@ def test_only_the_first_hits_get_word_explanations(tiny, monkeypatch):
     hits = tiny.text_to_image("a red boat", k=5)
     assert [("query_words" in h.explanation) for h in hits] == [True, True, False, False, False]
     assert all("parts" in h.explanation for h in hits)
+
+
+def test_query_arithmetic_adds_and_subtracts_terms(tiny):
+    plain = tiny.text_to_image("red", k=3, target="image")
+    assert plain[0].explanation.get("terms") is None
+    minus = tiny.text_to_image("red -blue", k=3, target="image")
+    assert [h.id for h in minus][0] != "red-boat.png" and "red-boat.png" not in [h.id for h in minus][:2]
+    hit = minus[0]
+    terms = {t["term"]: t for t in hit.explanation["terms"]}
+    assert terms["blue"]["weight"] == -1.0 and terms["red"]["contribution"] > 0
+    assert sum(t["contribution"] for t in terms.values()) == pytest.approx(hit.score, abs=1e-3)
+    doubled = tiny.text_to_image("2:red + white", k=1, target="image")[0]
+    assert doubled.id in {"red-coat.png"}
+    by_item = tiny.text_to_image("id:blue-lake.png - green", k=2, target="image")
+    assert by_item[0].id == "blue-boat.png"  # blue like the lake, without the lake's green
+
+
+def test_query_arithmetic_errors(tiny, tmp_path):
+    with pytest.raises(QueryError, match="cancel"):
+        tiny.text_to_image("red -red")
+    with pytest.raises(QueryError, match="No item with id"):
+        tiny.text_to_image("id:nothing.png + red")
+    with pytest.raises(QueryError, match="upload it"):
+        tiny.text_to_image("./car.jpg + snow")
+
+
+def test_image_files_are_terms_on_the_command_line_only(tiny, tmp_path):
+    from fakes import picture
+
+    from mosaic.search import SearchService
+
+    picture("yellow", "blue").save(tmp_path / "sun.png")
+    cli_service = SearchService(tiny.collection, encoder=tiny.encoder, allow_files=True)
+    assert cli_service.text_to_image(f"{tmp_path / 'sun.png'} + landscape", k=1, target="image")[0].id == "yellow-sun.png"

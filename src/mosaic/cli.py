@@ -68,7 +68,7 @@ def cmd_search(args) -> None:
         raise UsageError("--ray holds index shards in Ray actors: give --shard-rows too.")
     filters, weights = parse_filters(args.filter), parse_tag_weights(args.tag)  # before any model loads
     service = SearchService(_collection_path(args.collection), index=args.index, precision=args.precision,
-                            shard_rows=args.shard_rows, ray=args.ray)
+                            shard_rows=args.shard_rows, ray=args.ray, allow_files=True)
     if args.image:
         hits = service.image_to_image(_image_or_id(args.image), args.k, filters)
     elif weights or args.mode == "omni":
@@ -80,7 +80,8 @@ def cmd_search(args) -> None:
         return
     print(f"{'rank':>4}  {'score':>7}  {'id':<32} caption / why")
     for rank, h in enumerate(hits, 1):
-        why = ", ".join(w["word"] for w in h.explanation.get("query_words", [])[:2])
+        why = ", ".join([w["word"] for w in h.explanation.get("query_words", [])[:2]]
+                        + [f"{t['term']} {t['contribution']:+.2f}" for t in h.explanation.get("terms", [])])
         tags = ", ".join(t["tag"] for t in h.explanation.get("tags", []))
         print(f"{rank:>4}  {h.score:7.3f}  {h.id[:32]:<32} {h.caption}")
         if why or tags:

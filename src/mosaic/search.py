@@ -16,7 +16,8 @@ from . import query
 from .collection import EMBEDDINGS, Collection
 from .errors import CollectionError, QueryError
 from .index import AnnoyIndex, ExactIndex, ShardedIndex
-from .models import DualEncoder, load_encoder
+from .models import DualEncoder, load_encoder, normalize
+from .sources import read_query_image
 from .util import STOPWORDS, leave_one_out, words
 
 TARGETS = ("image", "caption", "both")
@@ -50,8 +51,9 @@ class SearchService:
 
     def __init__(self, collection: Collection | str | Path, encoder: DualEncoder | None = None,
                  index: str = "auto", precision: str = "fp32", exact_limit: int = 200_000,
-                 shard_rows: int | None = None, ray: bool = False):
+                 shard_rows: int | None = None, ray: bool = False, allow_files: bool = False):
         self.collection = collection if isinstance(collection, Collection) else Collection.load(collection)
+        self.allow_files = allow_files  # image files as query terms: for the command line, not a server
         c = self.collection
         self.encoder = encoder or load_encoder(c.manifest.models["encoder"])
         if self.encoder.dim != c.image_emb.shape[1]:
@@ -180,12 +182,33 @@ class SearchService:
 
     # ---- internals -----------------------------------------------------------------------
     def text_query(self, text: str) -> np.ndarray:
+        """The query vector of a text: its embedding or, for query arithmetic (`dog -grass`,
+        `2:beach + sunset`, `id:ITEM - night`; see `query.parse_terms`), the normalised weighted
+        sum of its terms' embeddings."""
+        terms = self.terms(text)
+        total = sum(term.weight * vector for term, vector in terms)
+        if float(np.linalg.norm(total)) < 1e-6:
+            raise QueryError("The query's terms cancel each other out: change a weight or remove a term.")
+        return normalize(total[None])
+
+    def terms(self, text: str) -> list[tuple[query.Term, np.ndarray]]:
+        """Each term of a text query with its (unit) embedding."""
         text = (text or "").strip()
         if not any(ch.isprintable() and not ch.isspace() for ch in text):
             raise QueryError("The query is empty: type a few words describing the image you want.")
         if len(text) > 1000:
             raise QueryError(f"The query is {len(text)} characters long; keep it under 1000.")
-        return self.encoder.encode_texts([text])
+        terms = query.parse_terms(text)
+        words_of = [t.text for t in terms if t.kind == "text"]
+        embedded = iter(self.encoder.encode_texts(words_of)) if words_of else iter(())
+        return [(t, next(embedded) if t.kind == "text" else self._term_image(t)) for t in terms]
+
+    def _term_image(self, term: query.Term) -> np.ndarray:
+        if term.kind == "item":
+            return np.asarray(self.collection.image_emb[self.row(term.text)])
+        if not self.allow_files:
+            raise QueryError(f"'{term.text}' looks like an image file: upload it, or give an item as id:ITEM.")
+        return self.encoder.encode_images([read_query_image(Path(term.text).expanduser())])[0]
 
     def _image_query(self, image) -> np.ndarray:
         if isinstance(image, (int, np.integer, str)):
@@ -241,35 +264,56 @@ class SearchService:
         return [{"tag": c.tag_names[i], "score": round(float(contrib[i]), 3)} for i in top]
 
     def _explain(self, text: str, q: np.ndarray | None, hits: list[Hit], parts: dict, mode: str) -> None:
-        """Attach to every hit: its score broken down, the query words that mattered most
-        (leave-one-out: how much the score drops without each word), the caption words closest
-        to the query, and the tags shared by query and hit."""
+        """Attach to every hit its score broken down; to the first EXPLAINED also each query
+        term's share (arithmetic) or the query words that mattered most, the caption words
+        closest to the query, and the tags shared by query and hit."""
         for i, h in enumerate(hits):
             h.explanation = {"mode": mode, "parts": {n: round(float(v[i]), 4) for n, v in parts.items()}}
         hits = hits[:EXPLAINED]
         if q is None or not hits:
             return
-        c = self.collection
+        if len(query.parse_terms(text)) > 1:
+            self._explain_terms(text, hits, mode)
+        else:
+            self._explain_words(text, q, hits, mode)
+        self._explain_captions(q, hits)
+
+    def _target(self, row: int, mode: str) -> np.ndarray:
+        """The embedding a hit's score compares with the query: its image, or image and captions."""
+        return self.collection.image_emb[row] if mode == "image" else self.collection.omni_emb[row]
+
+    def _explain_terms(self, text: str, hits: list[Hit], mode: str) -> None:
+        """Each term's share of the score: the query is the normalised sum of weighted terms, so
+        the score splits into one part per term."""
+        terms = self.terms(text)
+        norm = float(np.linalg.norm(sum(t.weight * v for t, v in terms)))
+        for h in hits:
+            target = self._target(h.row, mode)
+            h.explanation["terms"] = [{"term": ("id:" if t.kind == "item" else "") + t.text, "weight": t.weight,
+                                       "contribution": round(float(t.weight * v @ target / norm), 4)} for t, v in terms]
+
+    def _explain_words(self, text: str, q: np.ndarray, hits: list[Hit], mode: str) -> None:
+        """The query words that mattered most: how much the score drops without each word."""
         allwords = words(text)
+        if len(allwords) < 2:
+            return
         content = [i for i, w in enumerate(allwords) if w not in STOPWORDS] or list(range(len(allwords)))
-        qwords = [allwords[i] for i in content]
-        drop = {}
-        if len(allwords) > 1:
-            variants = leave_one_out(allwords)
-            emb = self.encoder.encode_texts([variants[i] for i in content])
-            for h in hits:
-                target = c.image_emb[h.row] if mode == "image" else c.omni_emb[h.row]
-                full = float(q[0] @ target)
-                drop[h.row] = full - emb @ target
+        emb = self.encoder.encode_texts([leave_one_out(allwords)[i] for i in content])
+        for h in hits:
+            target = self._target(h.row, mode)
+            drop = float(q[0] @ target) - emb @ target
+            h.explanation["query_words"] = sorted(
+                ({"word": allwords[i], "contribution": round(float(d), 4)} for i, d in zip(content, drop)),
+                key=lambda x: -x["contribution"])
+
+    def _explain_captions(self, q: np.ndarray, hits: list[Hit]) -> None:
+        """The caption words closest to the query, the tags shared with it, and the captions."""
+        c = self.collection
         captions = {h.row: c.item_captions(h.row) for h in hits}
         vocab = sorted({w for caps in captions.values() for t in caps for w in words(t)} - STOPWORDS)
         wsim = dict(zip(vocab, (self.encoder.encode_texts(vocab) @ q[0]) if vocab else []))
         for h in hits:
             e = h.explanation
-            if h.row in drop:
-                e["query_words"] = sorted(({"word": w, "contribution": round(float(d), 4)}
-                                           for w, d in zip(qwords, drop[h.row])),
-                                          key=lambda x: -x["contribution"])
             cap_words = {w for t in captions[h.row] for w in words(t)} - STOPWORDS
             e["caption_words"] = [{"word": w, "similarity": round(float(wsim[w]), 3)}
                                   for w in sorted(cap_words, key=lambda w: -wsim[w])[:5]]
