@@ -50,7 +50,7 @@ def test_space_folder_has_front_matter_and_its_app_starts(wikiart, tmp_path):
     publish("space", str(wikiart.collection.path), None, out, dry_run=True)
     card = SpaceCard.load(out / "README.md")
     assert card.data.sdk == "gradio" and card.data.app_file == "app.py"
-    assert (out / "src" / "mosaic" / "app.py").exists() and (out / "requirements.txt").exists()
+    assert (out / "src" / "mosaic" / "app" / "__init__.py").exists() and (out / "requirements.txt").exists()
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1"}
     with served([sys.executable, "app.py"], port, cwd=out, env=env) as url:
