@@ -112,3 +112,18 @@ def tiny(tmp_path_factory, fake_encoder):
     out = build(BuildConfig("wikiart", str(root), model="fake", captioner="none"),
                 tmp_path_factory.mktemp("c") / "paintings", progress=False)
     return SearchService(out)
+
+
+@pytest.fixture(scope="session")
+def drive(tmp_path_factory, fake_encoder):
+    """A search service over two tiny driving scenes (fakes.SCENES), built by the real builder with
+    the fake encoder, no captioner and the driving vocabulary."""
+    from fakes import write_drive
+
+    from mosaic.build import BuildConfig, build
+    from mosaic.search import SearchService
+
+    root = write_drive(tmp_path_factory.mktemp("drive"))
+    out = build(BuildConfig("driving", str(root), model="fake", captioner="none", vocab="driving"),
+                tmp_path_factory.mktemp("c") / "drive", progress=False)
+    return SearchService(out)

@@ -1,6 +1,7 @@
 """The fast tier's stand-ins: a deterministic fake dual encoder and a tiny collection built with
 it through the real builder, so search, fusion, filters, explanations, query parsing and the
-app's handlers run in seconds without model weights or the sample data.
+app's handlers run in seconds without model weights or the sample data; `write_drive` does the same
+for driving scenes (folders of ordered frames).
 
 The fake encoder embeds a text as the normalised sum of one fixed random vector per word, and an
 image as the vector of the colour word nearest its left half (the "subject"), plus half the
@@ -86,4 +87,21 @@ def write_paintings(root: Path) -> Path:
         for file, subject, background, style, genre, title, artist in PAINTINGS:
             picture(subject, background).save(root / "images" / file)
             writer.writerow([file, artist, style, genre, title])
+    return root
+
+
+# scene -> its frames in order, each (subject colour, background colour)
+SCENES = {
+    "city": [("red", "black"), ("red", "white"), ("yellow", "black"), ("blue", "white"), ("red", "green"),
+             ("white", "black")],
+    "coast": [("blue", "white"), ("white", "blue"), ("green", "blue")],
+}
+
+
+def write_drive(root: Path) -> Path:
+    """A driving source folder: one folder of ordered frames a scene, the scenes above."""
+    for scene, frames in SCENES.items():
+        (root / scene).mkdir(parents=True)
+        for i, (subject, background) in enumerate(frames):
+            picture(subject, background).save(root / scene / f"frame_{i:04d}.png")
     return root

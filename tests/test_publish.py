@@ -66,7 +66,7 @@ def test_space_folder_has_front_matter_and_its_app_starts(wikiart, tmp_path):
     assert """"--collection", 'collection'""" in (out / "app.py").read_text()
     card = SpaceCard.load(out / "README.md")
     assert card.data.sdk == "gradio" and card.data.app_file == "app.py"
-    assert (out / "src" / "mosaic" / "__init__.py").exists() and (out / "src" / "mosaic" / "vocab" / "art.json").exists()
+    assert (out / "src" / "mosaic" / "app" / "__init__.py").exists() and (out / "src" / "mosaic" / "vocab" / "art.json").exists()
     requirements = (out / "requirements.txt").read_text().split()
     assert f"gradio=={gradio.__version__}" in requirements and f"torch=={torch.__version__.split('+')[0]}" in requirements
     port = free_port()

@@ -1,0 +1,60 @@
+"""The Mosaic app: a tab per search mode, browsing and scene playback over one or more
+collections, and humor scoring. Every tab is also an API endpoint (gradio_client); all scoring
+happens in SearchService and HumorModel. `handlers` turns their answers into galleries, rankings
+and explanations (`render`), `tabs` lays out and wires each tab, and this module builds the page
+and the events between tabs."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import handlers
+from .handlers import Library
+
+if TYPE_CHECKING:
+    import gradio as gr
+
+__all__ = ["Library", "build_app", "serve"]
+
+
+def build_app(library: Library) -> gr.Blocks:
+    """The app over the library's collections (the first one shown first)."""
+    # Gradio loads with the first app, not with the package: the handlers and their tests run without it.
+    import gradio as gr
+
+    from . import tabs
+
+    names = list(library.services)
+    with gr.Blocks(title="Mosaic", analytics_enabled=False) as demo:
+        gr.Markdown("# Mosaic\nSearch an image collection by image, by text, or by text with filters and "
+                    "tags; browse it; play its driving scenes; rate how funny answers are. Click a result to see "
+                    "why it matched.")
+        with gr.Row():
+            collection = gr.Dropdown(names, value=names[0], label="Collection", scale=2)
+            k = gr.Slider(1, 50, value=12, step=1, label="Results (top k)", scale=2)
+            min_score = gr.Slider(-1, 1, value=-1, step=0.01, label="Minimum score (-1 keeps all)", scale=2)
+        shared = tabs.Controls(library, collection, k, min_score, handlers.choices(library, names[0]))
+        with gr.Tabs() as tab_row:
+            image = tabs.image_tab(shared)
+            tabs.caption_tab(shared)
+            omni_filters, omni_tags = tabs.omni_tab(shared)
+            tabs.composed_tab(shared)
+            browse = tabs.browse_tab(shared)
+            scenes = tabs.scenes_tab(shared)
+            tabs.humor_tab(shared)
+        image.search_after(browse.similar.click(lambda i: (i, None, gr.Tabs(selected="image")), browse.item_id,
+                                                [image.item_id, image.upload, tab_row], api_visibility="private").then)
+        collection.change(shared.handler(tabs.on_collection), collection,
+                          [omni_filters, browse.filters, *omni_tags, scenes.scene, browse.page],
+                          api_visibility="private").then(**browse.show)
+        demo.load(**browse.show).then(**scenes.load).then(**scenes.show)
+    return demo
+
+
+def serve(paths: list[str | Path], host: str | None = None, port: int | None = None,
+          block: bool = True, humor: str | Path | None = None) -> gr.Blocks:
+    """Load the collections (and the humor model) and start the app (host/port default to
+    Gradio's, or GRADIO_SERVER_NAME / GRADIO_SERVER_PORT as on Hugging Face Spaces)."""
+    demo = build_app(Library(paths, humor))
+    demo.queue().launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block)
+    return demo
