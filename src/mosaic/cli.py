@@ -418,16 +418,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `mosaic` command; user errors end with one clear line, no traceback."""
-    from .collection import CollectionError
-    from .hub import HubError
-    from .search import QueryError
-    from .sources import SourceError
+    from .errors import MosaicError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parser().parse_args(argv)
     try:
         args.func(args)
-    except (CollectionError, HubError, QueryError, SourceError) as e:
+    except MosaicError as e:
         sys.exit(f"error: {e}")
 
 
