@@ -3,8 +3,13 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from pathlib import Path
 
-from .errors import HubError
+from .errors import HubError, MosaicError, SourceError
+
+# `datasets` builders for single data files given as a streamed dataset's "repo"
+DATA_FILE_BUILDERS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".arrow": "arrow"}
 
 
 def offline() -> bool:
@@ -35,17 +40,33 @@ def cached(repo: str) -> bool:
         return False
 
 
+def brief(error: Exception) -> str:
+    """An exception as one short line: its type and the first line of its message."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:200]
+
+
 def unavailable(what: str, error: Exception | None = None) -> HubError:
     """The one message for a model or dataset that cannot be fetched."""
+    detail = f" ({brief(error)})" if error else ""
+    if error is not None and reachable():
+        return HubError(f"{what} could not be fetched from the Hugging Face Hub{detail}. Check its name, "
+                        "and for a private or gated repository set HF_TOKEN.")
     why = "HF_HUB_OFFLINE is set" if offline() else "the Hugging Face Hub cannot be reached"
-    detail = f" ({type(error).__name__}: {error})" if error else ""
     return HubError(
         f"{what} is not in the local cache and {why}{detail}. Connect to the internet once to "
         "download it, or use the offline models (--model lite --captioner labels) and a local dataset.")
 
 
 def load_streaming(repo: str, split: str):
-    """A Hub dataset opened with `streaming=True`, or HubError with a clear message."""
+    """A dataset opened with `streaming=True`: a local folder or data file (no Hub needed), or a
+    Hub repository; HubError or SourceError with a clear message when it cannot be opened."""
+    path = Path(repo).expanduser()
+    if path.exists():
+        return _load_local(path, split)
+    if repo.startswith(("/", ".", "~")) or path.suffix.lower() in DATA_FILE_BUILDERS:
+        raise SourceError(f"Dataset '{repo}' not found: give an existing folder or data file, "
+                          "or a Hub repository name such as huggan/wikiart.")
     if not reachable():
         raise unavailable(f"Dataset '{repo}'")
     from datasets import load_dataset
@@ -54,6 +75,41 @@ def load_streaming(repo: str, split: str):
         return load_dataset(repo, split=split, streaming=True)
     except Exception as e:  # noqa: BLE001 - surfaced as one clear message
         raise unavailable(f"Dataset '{repo}'", e) from e
+
+
+def _load_local(path: Path, split: str):
+    """A local dataset folder, or one Parquet/CSV/JSON/Arrow file (its split is 'train'), streamed."""
+    from datasets import load_dataset
+
+    builder = DATA_FILE_BUILDERS.get(path.suffix.lower())
+    if path.is_file() and not builder:
+        raise SourceError(f"Dataset file '{path.name}' is not one of {', '.join(DATA_FILE_BUILDERS)}: "
+                          "give a data file of those kinds or a dataset folder.")
+    try:
+        if builder and path.is_file():
+            return load_dataset(builder, data_files=str(path), split=split, streaming=True)
+        return load_dataset(str(path), split=split, streaming=True)
+    except Exception as e:  # noqa: BLE001 - surfaced as one clear message
+        raise SourceError(f"Dataset '{path.name}' cannot be opened with split '{split}' ({brief(e)}). "
+                          "Give a folder or data file that `datasets` reads, and one of its splits.") from e
+
+
+def rows(ds, repo: str) -> Iterator[dict]:
+    """The rows of a streamed dataset; a failure while reading becomes one clear error."""
+    it = iter(ds)
+    while True:
+        try:
+            row = next(it)
+        except StopIteration:
+            return
+        except MosaicError:
+            raise
+        except Exception as e:  # noqa: BLE001 - surfaced as one clear message
+            local = Path(repo).expanduser().exists()
+            where = "Check the file" if local else "Check the connection and run again (a build resumes)"
+            raise (SourceError if local else HubError)(
+                f"Reading dataset '{Path(repo).name if local else repo}' failed ({brief(e)}). {where}.") from e
+        yield row
 
 
 def download_dataset(repo: str) -> str:

@@ -1,19 +1,23 @@
 """The model registry: every model is named by a spec string and built by one function.
 
-Dual encoders: `open_clip:<arch>/<pretrained>`, `hf:<repo>`, `lite` (offline, packaged weights).
-Captioners: `blip:<repo>`, `labels` (offline). `auto` picks the online default when the Hub is
-reachable or the model is cached, else the offline one, and logs which and why.
+Dual encoders: `open_clip:<arch>/<pretrained>` (e.g. `open_clip:ViT-B-32/openai`; the pretrained
+tag is required, and `open_clip:<arch>/random` asks for random weights, for plumbing tests only),
+`hf:<repo>`, `lite` (offline, packaged weights). Captioners: `blip:<repo>`, `labels` (offline).
+The `<repo>` of `hf:` and `blip:` is a Hub repository or a local folder written by `save_pretrained`.
+`auto` picks the online default when the Hub is reachable or the model is cached, else the
+offline one, and logs which and why.
 """
 from __future__ import annotations
 
 import functools
 import logging
+import os
 
 import numpy as np
 from PIL import Image
 
 from .. import hub
-from ..errors import UsageError
+from ..errors import MosaicError, UsageError
 
 log = logging.getLogger("mosaic")
 
@@ -80,6 +84,7 @@ def resolve(spec: str, online: str, offline: str) -> str:
 
 
 def resolve_encoder(spec: str) -> str:
+    """A concrete encoder spec: `auto` becomes the online or the offline default."""
     return resolve(spec, ONLINE_ENCODER, OFFLINE_ENCODER)
 
 
@@ -133,7 +138,12 @@ def _load(registry: dict, spec: str, device: str | None, what: str):
         return registry[kind](name, device)
     try:
         return registry[kind](name, device)
-    except (OSError, RuntimeError, ValueError) as e:
+    except MosaicError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a model that cannot load is one clear message
+        if os.path.exists(name):
+            raise UsageError(f"The {what} '{spec}' cannot be loaded from that folder ({hub.brief(e)}). "
+                             "Give a folder written by save_pretrained with the model and its processor.") from e
         raise hub.unavailable(f"The {what} '{spec}'", e) from e
 
 

@@ -171,15 +171,16 @@ def wikiart_csv(path: str | Path) -> Iterator[Record]:
 
 def hub_dataset(repo: str, split: str = "train", image_column: str = "image",
                 text_column: str | None = None) -> Iterator[Record]:
-    """A Hugging Face dataset read with `streaming=True`; class-label columns become their names."""
+    """A Hugging Face dataset read with `streaming=True`: a Hub repository, or a local dataset
+    folder or data file (read offline). Class-label columns become their names."""
     from .. import hub
 
     ds = hub.load_streaming(repo, split)
     features = ds.features or {}
-    if image_column not in features:
+    if features and image_column not in features:
         raise SourceError(f"{repo} has no column '{image_column}' (it has {sorted(features)}).")
     names = {k: f.names for k, f in features.items() if hasattr(f, "names")}
-    for i, row in enumerate(ds):
+    for i, row in enumerate(hub.rows(ds, repo)):
         meta = {}
         for k, v in row.items():
             if k in (image_column, text_column):
@@ -190,11 +191,12 @@ def hub_dataset(repo: str, split: str = "train", image_column: str = "image",
                 meta[k] = v
         texts = row.get(text_column) if text_column else []
         texts = [texts] if isinstance(texts, str) else list(texts or [])
-        yield Record(id=f"{i:08d}", image=row[image_column], texts=texts, metadata=meta)
+        yield Record(id=f"{i:08d}", image=row.get(image_column), texts=texts, metadata=meta,
+                     problem=None if row.get(image_column) is not None else "no image")
 
 
 def wikiart_hub(repo: str = "huggan/wikiart", split: str = "train") -> Iterator[Record]:
-    """WikiArt streamed from the Hub, with artist/style/genre as names."""
+    """WikiArt streamed from the Hub (or a local copy in its layout), with artist/style/genre as names."""
     return hub_dataset(repo, split)
 
 
