@@ -14,7 +14,7 @@ import numpy as np
 
 from .composed import ComposedSearch
 from .errors import CollectionError, MosaicError, QueryError
-from .humor import HumorModel
+from .humor.model import HumorModel
 from .models import caption_images
 from .search import TARGETS, SearchService
 from .sources import read_query_image
