@@ -1,101 +1,30 @@
-"""Humor scoring on the real Humicroedit sample with the packaged MiniLM backbone; training runs
-on small subsets only (the full run is bench/humor_training.py)."""
-import csv
-import json
-import shutil
+"""Humor scoring's pure logic, on literal inputs: no sample data, no model weights (the tests that
+train or load the backbone are in test_humor_training.py)."""
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from conftest import data_dir
 
-from mosaic import cli, humor
-from mosaic.errors import HubError, SourceError
-
-
-@pytest.fixture(scope="module")
-def data():
-    return data_dir("humicroedit")
+from mosaic import cli
+from mosaic.humor.data import mark_edit
+from mosaic.humor.evaluate import metrics
+from mosaic.humor.ridge import fit_blend
+from mosaic.humor.train import length_batches
 
 
-@pytest.fixture(scope="module")
-def sets(data):
-    return humor.load_examples(str(data / "train.csv")), humor.load_examples(str(data / "dev.csv"))
-
-
-@pytest.fixture(scope="module")
-def model_dir(humor_model):
-    return humor_model
-
-
-@pytest.fixture(scope="module")
-def model(model_dir):
-    return humor.HumorModel.load(model_dir)
-
-
-def test_humicroedit_rows_become_prompt_answer_score(sets):
-    train, dev = sets
-    assert (len(train), len(dev)) == (9652, 2419)
-    first = train[0]
-    assert first.prompt == "France is ‘ hunting down its citizens who joined Isis ’ without trial in Iraq"
-    assert first.answer == "France is ‘ hunting down its citizens who joined twins ’ without trial in Iraq"
-    assert first.score == pytest.approx(0.2)
-    assert not any("<" in e.prompt and "/>" in e.prompt for e in train)
-    assert all(0 <= e.score <= 3 for e in train + dev)
-
-
-def test_funlines_quirks(data, sets):
-    funlines = humor.load_examples(str(data / "train_funlines.csv"))
-    assert len(funlines) == 8248 - 152  # rows whose judges were lost (grades "0") are dropped
-    assert all(0 <= e.score <= 3 for e in funlines)
-    main = sets[0]
-    shifted = humor.recenter(funlines, main, (0.0, 3.0))
-    assert np.mean([e.score for e in funlines]) > np.mean([e.score for e in main]) + 0.2
-    assert np.mean([e.score for e in shifted]) == pytest.approx(np.mean([e.score for e in main]), abs=0.02)
-
-
-def test_generic_tables_with_text_or_image_prompts(tmp_path, data_dir_flickr):
-    image = sorted((data_dir_flickr / "images").iterdir())[0]
-    (tmp_path / "pics").mkdir()
-    (tmp_path / "pics" / image.name).write_bytes(image.read_bytes())
-    rows = [{"odai": "", "pic": f"pics/{image.name}", "boke": "it is plotting something", "stars": 3.5},
-            {"odai": "Why is the cat late?", "pic": "", "boke": "traffic on the keyboard", "stars": 1}]
-    (tmp_path / "bokete.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    examples = humor.load_examples(str(tmp_path / "bokete.jsonl"), prompt="odai", answer="boke", score="stars",
-                                   image="pic", captioner="labels")
-    assert examples[0].prompt.startswith("a photo of")  # the image was captioned
-    assert examples[1] == humor.Example("Why is the cat late?", "traffic on the keyboard", 1.0)
-
-    with open(tmp_path / "plain.csv", "w", newline="") as f:
-        csv.writer(f).writerows([["prompt", "answer"], ["a prompt", "an answer"]])
-    assert humor.load_examples(str(tmp_path / "plain.csv"), need_scores=False)[0].score is None
-    with pytest.raises(SourceError, match="needs a score"):
-        humor.load_examples(str(tmp_path / "plain.csv"))
-    with pytest.raises(SourceError, match="needs an 'answer' column"):
-        humor.load_examples(str(tmp_path / "bokete.jsonl"))
-    with pytest.raises(SourceError, match="No such data file"):
-        humor.load_examples(str(tmp_path / "missing.csv"))
-
-
-@pytest.fixture
-def data_dir_flickr():
-    return data_dir("flickr8k-1k")
-
-
-def test_marked_pairs_bracket_the_words_that_differ(sets):
-    first = sets[0][0]
-    prompt, answer = humor.mark_edit(first.prompt, first.answer)
-    assert prompt == "France is ‘ hunting down its citizens who joined [Isis] ’ without trial in Iraq"
-    assert answer == "France is ‘ hunting down its citizens who joined [twins] ’ without trial in Iraq"
-    assert humor.mark_edit("a b c", "a x y c") == ("a [b] c", "a [x y] c")
-    assert humor.mark_edit("Why is the cat late?", "traffic jam") == ("Why is the cat late?", "traffic jam")
+def test_marked_pairs_bracket_the_words_that_differ():
+    assert mark_edit("a b c", "a x y c") == ("a [b] c", "a [x y] c")
+    assert mark_edit("Why is the cat late?", "traffic jam") == ("Why is the cat late?", "traffic jam")
 
 
 def test_metrics_on_hand_computed_predictions():
     y = np.array([0.0, 1.0, 2.0, 3.0])
-    perfect = humor.metrics(y, y, (0, 3))
+    perfect = metrics(y, y, (0, 3))
     assert perfect["rmse"] == 0 and perfect["r2"] == 1 and perfect["accuracy"] == 1 and perfect["macro_f1"] == 1
     assert perfect["confusion"] == np.eye(4, dtype=int).tolist()
-    m = humor.metrics(y, np.array([1.0, 1.0, 1.0, 1.4]), (0, 3))
+    m = metrics(y, np.array([1.0, 1.0, 1.0, 1.4]), (0, 3))
     assert m["rmse"] == pytest.approx(np.sqrt((1 + 0 + 1 + 1.6 ** 2) / 4))
     assert m["mae"] == pytest.approx((1 + 0 + 1 + 1.6) / 4)
     assert m["r2"] == pytest.approx(1 - (1 + 0 + 1 + 1.6 ** 2) / 5)
@@ -105,153 +34,25 @@ def test_metrics_on_hand_computed_predictions():
     assert m["spearman"] == pytest.approx(3 / np.sqrt(15))  # ranks 2,2,2,4 against 1,2,3,4
 
 
-def test_tfidf_ridge_beats_the_mean_on_dev_and_reloads_from_plain_numbers(sets):
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    train, dev = sets
-    y = np.array([e.score for e in dev])
-    prompts, answers = [e.prompt for e in dev], [e.answer for e in dev]
-    mean = humor.rmse(y, np.full(len(y), np.mean([e.score for e in train])))
-    ridge = humor.TfidfRidge.fit(train)
-    assert humor.rmse(y, ridge.predict(prompts, answers)) < mean - 0.005
-    fitted = TfidfVectorizer(min_df=2, ngram_range=(1, 2), sublinear_tf=True).fit([e.answer for e in train])
-    assert abs(ridge.answers.transform(answers) - fitted.transform(answers)).max() < 1e-12
-    reloaded = humor.TfidfRidge(json.loads(json.dumps(ridge.state)))
-    np.testing.assert_allclose(reloaded.predict(prompts, answers), ridge.predict(prompts, answers), atol=1e-12)
-
-
-def test_embeddings_are_the_plain_backbones_and_help_the_ridge(model, sets):
-    """The ridge's dense features come from the backbone with the adapters off: all-MiniLM-L6-v2's
-    own sentence embeddings of the edit, the replaced word and the answer. With them, a ridge fitted
-    on 2,000 headlines beats TF-IDF alone on dev."""
-    from mosaic.models.lite import MiniLMTextEncoder
-
-    prompt, answer = "Trump meets with Putin in Helsinki", "Trump meets with penguins in Helsinki"
-    expected = MiniLMTextEncoder(max_length=48).encode(["penguins", "Putin", answer])
-    np.testing.assert_allclose(model.embeddings([prompt], [answer]), expected.reshape(1, -1), atol=1e-5)
-    train, dev = sets[0][:2000], sets[1][:500]
-    y = np.array([e.score for e in dev])
-    prompts, answers = [e.prompt for e in dev], [e.answer for e in dev]
-    dense = model.embeddings([e.prompt for e in train], [e.answer for e in train])
-    tfidf = humor.rmse(y, humor.TfidfRidge.fit(train).predict(prompts, answers))
-    ridge = humor.TfidfRidge.fit(train, dense)
-    both = humor.rmse(y, ridge.predict(prompts, answers, model.embeddings(prompts, answers)))
-    assert both < tfidf - 0.005, (both, tfidf)
-
-
 def test_blend_weight_is_the_least_squares_mix():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=200), rng.normal(size=200)
-    assert humor.fit_blend(0.7 * a + 0.3 * b, a, b) == pytest.approx(0.3)
-    assert humor.fit_blend(a, a, b) == pytest.approx(0, abs=1e-12)
-    assert humor.fit_blend(2 * b - a, a, b) == 1  # the best mix lies outside [0, 1]
+    assert fit_blend(0.7 * a + 0.3 * b, a, b) == pytest.approx(0.3)
+    assert fit_blend(a, a, b) == pytest.approx(0, abs=1e-12)
+    assert fit_blend(2 * b - a, a, b) == 1  # the best mix lies outside [0, 1]
 
 
-def test_training_saves_small_adapters_that_reload_exactly(model_dir, model, sets):
-    history = json.loads((model_dir / "history.json").read_text())
-    saved = json.loads((model_dir / "humor.json").read_text())
-    assert saved["members"] == [{"folder": "member-1", "marked": False}, {"folder": "member-2", "marked": True}]
-    assert 0 <= saved["blend"] <= 1
-    for k, member in enumerate(history["members"], 1):
-        assert len(member["evaluations"]) == 2  # one an epoch
-        assert member["best_dev_rmse"] == min(e["dev_rmse"] for e in member["evaluations"])
-        assert (model_dir / f"member-{k}" / "adapter_model.safetensors").stat().st_size < 5e6
-    assert (model_dir / "history.png").stat().st_size > 0
-    held = history["held_out"]  # training rows no member saw: the blend fits them at least as well as either part
-    assert held["rows"] == 40 and held["blend"] <= min(held["cross-encoders"], held["ridge"]) + 1e-6
-    assert history["best_dev_rmse"] == saved["dev_rmse"]
-    assert saved["config"]["backbone"] == "minilm" and saved["config"]["lora_r"] == 16
-    dev = sets[1][:150]
-    scores = model.predict([e.prompt for e in dev], [e.answer for e in dev])
-    assert humor.rmse([e.score for e in dev], scores) == pytest.approx(saved["dev_rmse"], abs=1e-5)
-    assert ((0 <= scores) & (scores <= 3)).all() and np.ptp(scores) > 0
-    members = model.member_scores([e.prompt for e in dev], [e.answer for e in dev])
-    assert members.shape == (2, 150) and not np.allclose(members[0], members[1])
+def test_length_batches_hold_every_row_once_with_similar_lengths():
+    lengths = np.random.default_rng(0).integers(5, 60, size=1000).tolist()
+    batches = length_batches(lengths, 32, np.random.default_rng(1))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    assert sorted(map(len, batches)) == [8] + [32] * 31
+    assert max(np.ptp([lengths[i] for i in b]) for b in batches) <= 5  # of 55 lengths in all
+    again = length_batches(lengths, 32, np.random.default_rng(1))
+    assert all(np.array_equal(x, y) for x, y in zip(batches, again))  # the same seed: the same batches
 
 
-def test_a_blended_model_mixes_the_members_mean_with_the_ridge(model_dir, sets, tmp_path):
-    folder = tmp_path / "blended"
-    shutil.copytree(model_dir, folder)
-    info = json.loads((folder / "humor.json").read_text())
-    (folder / "humor.json").write_text(json.dumps({**info, "blend": 0.25}))
-    model = humor.HumorModel.load(folder)
-    prompts, answers = [e.prompt for e in sets[1][:50]], [e.answer for e in sets[1][:50]]
-    members = model.member_scores(prompts, answers).mean(0)
-    ridge = humor.TfidfRidge(json.loads((folder / "ridge.json").read_text()))
-    ridge = ridge.predict(prompts, answers, model.embeddings(prompts, answers))
-    np.testing.assert_allclose(model.predict(prompts, answers), np.clip(0.75 * members + 0.25 * ridge, 0, 3), atol=1e-5)
-
-
-def test_adapters_sit_in_the_top_layers():
-    def adapted(config):
-        model = humor.HumorModel(config)
-        return {int(n.split(".layer.")[1].split(".")[0]) for n, p in model.body.named_parameters() if p.requires_grad}
-
-    assert adapted(humor.HumorConfig(backbone="minilm")) == {3, 4, 5}  # the top three of MiniLM's six
-    assert adapted(humor.HumorConfig(backbone="minilm", lora_layers=0)) == set(range(6))
-
-
-def test_the_model_fits_what_it_is_trained_on(tmp_path, sets):
-    """LoRA and the head together can learn: 96 headlines, trained on repeatedly, are scored far
-    better than by their mean (by the cross-encoder alone: nothing held out, no ridge)."""
-    train = sets[0][:96]
-    config = humor.HumorConfig(backbone="minilm", epochs=10, max_length=48, lr=2e-3, patience=100, evals_per_epoch=1,
-                                blend_share=0)
-    humor.train(train, train[:32], tmp_path, config, progress=False)
-    y = np.array([e.score for e in train])
-    fitted = humor.HumorModel.load(tmp_path).predict([e.prompt for e in train], [e.answer for e in train])
-    assert humor.rmse(y, fitted) < 0.7 * humor.rmse(y, np.full(len(y), y.mean()))
-
-
-def test_a_time_limit_stops_training_and_keeps_the_adapter(tmp_path, sets):
-    config = humor.HumorConfig(backbone="minilm", epochs=3, max_length=32, members=3)
-    history = humor.train(sets[0][:64], sets[1][:16], tmp_path / "a", config, max_minutes=0, progress=False)
-    assert history["stopped"] == "time" and len(history["members"]) == 1  # of 3
-    assert len(history["members"][0]["evaluations"]) == 1
-    model = humor.HumorModel.load(tmp_path / "a")
-    assert [m["folder"] for m in model.info["members"]] == ["member-1"] and model.predict(["a"], ["b"]).shape == (1,)
-    humor.train(sets[0][:64], sets[1][:16], tmp_path / "b", config, max_minutes=0, progress=False)
-    pairs = [e.prompt for e in sets[1][:16]], [e.answer for e in sets[1][:16]]  # the same seed: the same adapter
-    again = humor.HumorModel.load(tmp_path / "b")
-    np.testing.assert_array_equal(again.member_scores(*pairs), model.member_scores(*pairs))
-
-
-def test_explanations_are_leave_one_out_differences(model):
-    prompt = "Trump meets with Putin in Helsinki"
-    answer = "Trump meets with penguins in Helsinki"
-    score, parts = model.explain(prompt, answer)
-    assert [p["word"] for p in parts] == answer.split()
-    without = model.predict([prompt], ["Trump meets with in Helsinki"])[0]
-    assert parts[3]["contribution"] == pytest.approx(score - without, abs=1e-5)
-    ranked = model.rank(prompt, [answer, prompt, "Trump dances with Putin in Helsinki"])
-    assert [r["score"] for r in ranked] == sorted((r["score"] for r in ranked), reverse=True)
-
-
-def test_cli_eval_prints_metrics_beside_the_baselines(model_dir, data, tmp_path, capsys):
-    cli.main(["humor", "eval", str(model_dir), str(data / "dev.csv"), "--limit", "300",
-              "--json", str(tmp_path / "r.json")])
-    out = capsys.readouterr().out
-    for word in ("rmse", "spearman", "macro_f1", "train mean", "tf-idf + ridge", "confusion matrix"):
-        assert word in out
-    report = json.loads((tmp_path / "r.json").read_text())
-    assert report["examples"] == 300
-    assert set(report["results"]) == {"model", "cross-encoders", "member 1", "member 2", "tf-idf+emb ridge",
-                                      "train mean", "tf-idf + ridge"}
-    assert sum(map(sum, report["results"]["model"]["confusion"])) == 300
-
-
-def test_cli_score_writes_scores_and_words(model_dir, tmp_path, capsys):
-    with open(tmp_path / "in.csv", "w", newline="") as f:
-        csv.writer(f).writerows([["prompt", "answer"], ["Senate passes the budget", "Senate eats the budget"],
-                                 ["Storm hits the coast", "Storm hugs the coast"]])
-    cli.main(["humor", "score", str(model_dir), str(tmp_path / "in.csv"), "--explain"])
-    out = capsys.readouterr().out.strip()
-    rows = list(csv.DictReader(open(out)))
-    assert [r["answer"] for r in rows] == ["Senate eats the budget", "Storm hugs the coast"]
-    assert all(0 <= float(r["score"]) <= 3 and r["words"].count(":") == 3 for r in rows)
-
-
-def test_bad_input_and_offline_backbones_get_clear_errors(tmp_path, monkeypatch, capsys):
+def test_bad_input_gets_clear_errors(tmp_path, capsys):
     with pytest.raises(SystemExit, match="not a humor model"):
         cli.main(["humor", "score", str(tmp_path), str(tmp_path / "x.csv")])
     with pytest.raises(SystemExit):
@@ -260,7 +61,9 @@ def test_bad_input_and_offline_backbones_get_clear_errors(tmp_path, monkeypatch,
     with pytest.raises(SystemExit):
         cli.parser().parse_args(["humor", "train", "x", "--members", "0"])
     assert "should be a whole number, 1 or more" in capsys.readouterr().err
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(HubError, match="HF_HUB_OFFLINE is set"):
-        humor.HumorModel(humor.HumorConfig(backbone=humor.ONLINE_BACKBONE))
-    assert humor.HumorModel(humor.HumorConfig()).config.backbone == "minilm"  # auto, offline
+
+
+def test_the_settings_load_without_torch():
+    code = "import mosaic.humor.config, sys; assert 'torch' not in sys.modules and 'numpy' not in sys.modules"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)

@@ -205,14 +205,15 @@ def _columns(pairs: list[str]) -> dict:
 
 
 def _humor_data(spec: str, columns: dict, captioner: str, limit: int | None = None, need_scores: bool = True):
-    from .humor import load_examples
+    from .humor.data import load_examples
 
     examples = load_examples(spec, captioner=captioner, need_scores=need_scores, **columns)
     return examples[:limit] if limit else examples
 
 
 def cmd_humor_train(args) -> None:
-    from . import humor
+    from .humor.data import recenter
+    from .humor.train import train
 
     columns = _columns(args.columns)
     folder = Path(args.data)
@@ -223,41 +224,43 @@ def cmd_humor_train(args) -> None:
     train_set = _humor_data(train_spec, columns, args.captioner, args.limit)
     dev_set = _humor_data(dev_spec, columns, args.captioner, args.dev_limit)
     for extra in args.extra or []:
-        train_set += humor.recenter(_humor_data(extra, columns, args.captioner), train_set, args.scale)
+        train_set += recenter(_humor_data(extra, columns, args.captioner), train_set, args.scale)
     config = _humor_config_class()(
         backbone=args.backbone, scale=args.scale, max_length=args.max_length, lora_r=args.lora_r,
         lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, lora_targets=args.lora_targets.split(","),
         lora_layers=args.lora_layers, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
         patience=args.patience, members=args.members, seed=args.seed)
     data = {"train": train_spec, "dev": dev_spec, "extra": args.extra or [], "limit": args.limit, "columns": columns}
-    history = humor.train(train_set, dev_set, args.out, config, args.max_minutes, not args.quiet, data)
+    history = train(train_set, dev_set, args.out, config, args.max_minutes, not args.quiet, data)
     print(f"{args.out}: dev RMSE {history['best_dev_rmse']:.4f} with {len(history['members'])} member(s) and the "
           f"ridge weighted {history['blend']:.2f} (predicting the training mean: "
           f"{history['dev_rmse_of_train_mean']:.4f}); stopped by {history['stopped']}")
 
 
 def cmd_humor_eval(args) -> None:
-    from . import humor
+    from .humor.evaluate import evaluate, report_text
+    from .humor.model import HumorModel
 
     columns = _columns(args.columns)
-    model = humor.HumorModel.load(args.model)
+    model = HumorModel.load(args.model)
     data = model.info["data"]  # the baselines are fitted on the model's own training data by default
     train_set = _humor_data(args.train or data["train"], data["columns"], args.captioner,
                             None if args.train else data["limit"])
-    report = humor.evaluate(model, _humor_data(args.data, columns, args.captioner, args.limit), train_set)
-    print(humor.report_text(report))
+    report = evaluate(model, _humor_data(args.data, columns, args.captioner, args.limit), train_set)
+    print(report_text(report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 
 
 def cmd_humor_score(args) -> None:
-    from . import humor
+    from .humor.evaluate import write_scores
+    from .humor.model import HumorModel
 
     columns = _columns(args.columns)
-    model = humor.HumorModel.load(args.model)
+    model = HumorModel.load(args.model)
     rows = _humor_data(args.data, columns, args.captioner, args.limit, need_scores=False)
-    print(humor.write_scores(model, rows, args.out or Path(args.data).with_suffix(".scores.csv"), args.explain))
+    print(write_scores(model, rows, args.out or Path(args.data).with_suffix(".scores.csv"), args.explain))
 
 
 def cmd_publish(args) -> None:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from ..composed import ComposedSearch
 from ..errors import CollectionError, QueryError
-from ..humor import HumorModel
+from ..humor.model import HumorModel
 from ..models import caption_images
 from ..query import parse_filters, tag_weights
 from ..search import Hit, SearchService
