@@ -81,16 +81,14 @@ class SearchService:
         """Items matching a text, scored against image embeddings, captions, or the mean of both."""
         if target not in TARGETS:
             raise QueryError(f"Unknown target '{target}'. Use one of {', '.join(TARGETS)}.")
-        k = _check_k(k)
-        q = self.text_query(text)
-        rows_allowed = self.collection.filter_rows(filters)
-        if target == "image":
+        k, terms = _check_k(k), self.terms(text)
+        q, rows_allowed = _combine(terms), self.collection.filter_rows(filters)
+        if target == "image" and len(terms) == 1:
             scores, rows = self._search("image", q, k, rows_allowed)
             parts = {"image": scores}
         else:
             cand = self._candidates(q, k, target, rows_allowed)
-            parts = self._components(q, cand, with_image=target == "both")
-            total = parts["caption"] if target == "caption" else (parts["image"] + parts["caption"]) / 2
+            total, parts = self._match(terms, cand, target)
             order = np.argsort(-total)[:k]
             rows, scores = cand[order], total[order]
             parts = {name: v[order] for name, v in parts.items()}
@@ -111,7 +109,8 @@ class SearchService:
         if not text.strip() and not tag_weights and not filters:
             raise QueryError("Give a text, a filter or a tag weight.")
         rows_allowed = self.collection.filter_rows(filters)
-        q = self.text_query(text) if text.strip() else None
+        terms = self.terms(text) if text.strip() else []
+        q = _combine(terms) if terms else None
         if q is not None and rows_allowed is None and self.annoy:
             cand = np.unique(self.annoy["omni"].search(q, max(k * 20, 1000))[1][0])
         else:
@@ -119,9 +118,7 @@ class SearchService:
         parts: dict[str, np.ndarray] = {}
         total = np.zeros(len(cand), np.float32)
         if q is not None:
-            comp = self._components(q, cand, with_image=True)
-            text_score = (comp["image"] + comp["caption"]) / 2
-            parts["text"] = _z(text_score)
+            parts["text"] = _z(self._match(terms, cand, "both")[0])
             total += parts["text"]
         for tag, w in tag_weights.items():
             col = self.collection.tag_names.index(tag)
@@ -153,10 +150,10 @@ class SearchService:
         rows = np.asarray(scenes[scene])
         if not text.strip():
             return self._hits(rows, np.zeros(len(rows)))
-        q = self.text_query(text)
-        scores = self.exact["image"].scores(q, rows)[0]
+        terms = self.terms(text)
+        scores, parts = self._match(terms, rows, "image")
         hits = self._hits(rows, scores)
-        self._explain(text, q, hits, {"image": scores}, mode="image")
+        self._explain(text, _combine(terms), hits, parts, mode="image")
         return hits
 
     def details(self, item: str | int, n_tags: int = 5) -> dict:
@@ -184,12 +181,9 @@ class SearchService:
     def text_query(self, text: str) -> np.ndarray:
         """The query vector of a text: its embedding or, for query arithmetic (`dog -grass`,
         `2:beach + sunset`, `id:ITEM - night`; see `query.parse_terms`), the normalised weighted
-        sum of its terms' embeddings."""
-        terms = self.terms(text)
-        total = sum(term.weight * vector for term, vector in terms)
-        if float(np.linalg.norm(total)) < 1e-6:
-            raise QueryError("The query's terms cancel each other out: change a weight or remove a term.")
-        return normalize(total[None])
+        sum of its terms' embeddings (what composed queries and candidate lists use; the
+        service itself scores arithmetic term by term, see `_match`)."""
+        return _combine(self.terms(text))
 
     def terms(self, text: str) -> list[tuple[query.Term, np.ndarray]]:
         """Each term of a text query with its (unit) embedding."""
@@ -226,23 +220,38 @@ class SearchService:
         """Items to rescore exactly: all (filtered or small collections) or Annoy's best."""
         if rows_allowed is not None or not self.annoy:
             return np.arange(len(self.collection)) if rows_allowed is None else rows_allowed
-        pool = max(k * 20, 1000)
-        found = [self.collection.caption_items[self.annoy["text"].search(q, pool)[1][0]]]
-        if target == "both":
+        pool, found = max(k * 20, 1000), []
+        if target != "image":
+            found.append(self.collection.caption_items[self.annoy["text"].search(q, pool)[1][0]])
+        if target != "caption":
             found.append(self.annoy["image"].search(q, pool)[1][0])
         return np.unique(np.concatenate(found))
 
-    def _components(self, q: np.ndarray, items: np.ndarray, with_image: bool) -> dict[str, np.ndarray]:
-        """Exact image and best-caption similarities of `items` to the query."""
-        c = self.collection
-        owners = c.caption_items
-        caption_rows = np.flatnonzero(np.isin(owners, items))
-        cap_scores = self.exact["text"].scores(q, caption_rows)[0]
-        best = np.full(len(c), -np.inf, np.float32)
-        np.maximum.at(best, owners[caption_rows], cap_scores)
-        parts = {"caption": np.where(np.isfinite(best[items]), best[items], 0.0).astype(np.float32)}
-        if with_image:
+    def _match(self, terms: list, items: np.ndarray, target: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """How well `items` match a text: against image embeddings, best captions, or the mean of
+        both; with several terms, each term's match weighted and summed (over the sum of the
+        weights' sizes), so an item matching a negative term loses what it matches it by.
+        Returns the scores and their parts (image and caption, or one part per term)."""
+        if len(terms) == 1:
+            parts = self._components(terms[0][1][None], items, target)
+            return (sum(parts.values()) / len(parts)).astype(np.float32), parts
+        scale = sum(abs(t.weight) for t, _ in terms)
+        parts = {}
+        for t, v in terms:
+            parts[_label(t)] = t.weight / scale * self._match([(t, v)], items, target)[0]
+        return sum(parts.values()).astype(np.float32), parts
+
+    def _components(self, q: np.ndarray, items: np.ndarray, target: str) -> dict[str, np.ndarray]:
+        """Exact image and best-caption similarities of `items` to the query, as `target` needs."""
+        parts = {}
+        if target != "caption":
             parts["image"] = self.exact["image"].scores(q, items)[0]
+        if target != "image":
+            c = self.collection
+            caption_rows = np.flatnonzero(np.isin(c.caption_items, items))
+            best = np.full(len(c), -np.inf, np.float32)
+            np.maximum.at(best, c.caption_items[caption_rows], self.exact["text"].scores(q, caption_rows)[0])
+            parts["caption"] = np.where(np.isfinite(best[items]), best[items], 0.0).astype(np.float32)
         return parts
 
     def _hits(self, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
@@ -272,8 +281,11 @@ class SearchService:
         hits = hits[:EXPLAINED]
         if q is None or not hits:
             return
-        if len(query.parse_terms(text)) > 1:
-            self._explain_terms(text, hits, mode)
+        terms = query.parse_terms(text)
+        if len(terms) > 1:  # the parts are the terms' shares
+            for h in hits:
+                h.explanation["terms"] = [{"term": _label(t), "weight": t.weight,
+                                           "contribution": h.explanation["parts"].get(_label(t), 0.0)} for t in terms]
         else:
             self._explain_words(text, q, hits, mode)
         self._explain_captions(q, hits)
@@ -281,16 +293,6 @@ class SearchService:
     def _target(self, row: int, mode: str) -> np.ndarray:
         """The embedding a hit's score compares with the query: its image, or image and captions."""
         return self.collection.image_emb[row] if mode == "image" else self.collection.omni_emb[row]
-
-    def _explain_terms(self, text: str, hits: list[Hit], mode: str) -> None:
-        """Each term's share of the score: the query is the normalised sum of weighted terms, so
-        the score splits into one part per term."""
-        terms = self.terms(text)
-        norm = float(np.linalg.norm(sum(t.weight * v for t, v in terms)))
-        for h in hits:
-            target = self._target(h.row, mode)
-            h.explanation["terms"] = [{"term": ("id:" if t.kind == "item" else "") + t.text, "weight": t.weight,
-                                       "contribution": round(float(t.weight * v @ target / norm), 4)} for t, v in terms]
 
     def _explain_words(self, text: str, q: np.ndarray, hits: list[Hit], mode: str) -> None:
         """The query words that mattered most: how much the score drops without each word."""
@@ -319,6 +321,18 @@ class SearchService:
                                   for w in sorted(cap_words, key=lambda w: -wsim[w])[:5]]
             e["tags"] = self._shared_tags(q, h.row)
             e["captions"] = captions[h.row]
+
+
+def _combine(terms: list) -> np.ndarray:
+    """One query vector for a list of (term, unit vector): the normalised weighted sum."""
+    total = sum(term.weight * vector for term, vector in terms)
+    if float(np.linalg.norm(total)) < 1e-6:
+        raise QueryError("The query's terms cancel each other out: change a weight or remove a term.")
+    return normalize(total[None])
+
+
+def _label(term: query.Term) -> str:
+    return ("id:" if term.kind == "item" else "") + term.text
 
 
 def _check_k(k) -> int:
