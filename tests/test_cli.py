@@ -6,7 +6,7 @@ import sys
 import pytest
 from PIL import Image
 
-COMMANDS = ("build", "update", "verify", "search", "eval", "train", "composed", "humor", "publish", "serve", "info")
+COMMANDS = ("build", "update", "dedup", "verify", "search", "eval", "train", "composed", "humor", "publish", "serve", "info")
 
 
 def mosaic(*args, python_flags=()):

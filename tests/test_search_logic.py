@@ -126,3 +126,16 @@ def test_image_files_are_terms_on_the_command_line_only(tiny, tmp_path):
     picture("yellow", "blue").save(tmp_path / "sun.png")
     cli_service = SearchService(tiny.collection, encoder=tiny.encoder, allow_files=True)
     assert cli_service.text_to_image(f"{tmp_path / 'sun.png'} + landscape", k=1, target="image")[0].id == "yellow-sun.png"
+
+
+def test_pages_follow_each_other(tiny):
+    for search in (lambda **kw: tiny.text_to_image("red boat", **kw), lambda **kw: tiny.omni("red boat", **kw),
+                   lambda **kw: tiny.image_to_image("red-boat.png", **kw),
+                   lambda **kw: tiny.text_to_image("boat", filters={"genre": ["marina"]}, **kw)):
+        whole = [h.id for h in search(k=6)]
+        assert [h.id for h in search(k=3)] + [h.id for h in search(k=3, offset=3)] == whole
+        assert search(k=5, offset=20) == []
+    with pytest.raises(QueryError, match="offset"):
+        tiny.text_to_image("red", offset=-1)
+    with pytest.raises(QueryError, match="up to the 1000th"):
+        tiny.text_to_image("red", k=10, offset=995)

@@ -21,9 +21,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from . import collection as coll
+from . import dedup
 from . import update as update_mod
 from .cluster import ray_session
 from .collection import Collection, Files, Manifest
@@ -32,7 +34,7 @@ from .index import build_annoy
 from .models import load_captioner, load_encoder, resolve_captioner, resolve_encoder
 from .sources import MAX_PIXELS, fields_of, load_image, open_source, select
 from .stages import Vocabulary, concat_columns, item_columns, process_batch
-from .util import sha256
+from .util import sha256, write_json
 
 log = logging.getLogger("mosaic")
 
@@ -257,7 +259,8 @@ def _take_or_read(record, config: BuildConfig, previous: update_mod.Previous | N
         row = previous.unchanged(record, record_sha, stat, content) if previous else None
         if row is None:
             image = load_image(raw, config.max_pixels)
-            return None, image, {"content": content, "record": record_sha, "size": stat[0], "mtime": stat[1]}
+            return None, image, {"content": content, "record": record_sha, "size": stat[0], "mtime": stat[1],
+                                 "phash": dedup.dhash(image)}
     return previous.columns(row), None, {**previous.fingerprint(row), "size": stat[0], "mtime": stat[1]}
 
 
@@ -343,6 +346,8 @@ def _finish(out: Path, manifest: Manifest, config: BuildConfig, tag_emb: np.ndar
         raise CollectionError(f"No readable images in the source; {len(manifest.skipped)} skipped "
                               "(see manifest.json).")
     coll.consolidate(out, shards)
+    prints = pq.read_table(files.fingerprints).to_pydict()
+    write_json(files.duplicates, dedup.find(prints["id"], prints["content"], prints["phash"]))
     np.save(files.array("tag_emb"), tag_emb.astype(np.float32))
     for space in coll.EMBEDDINGS:
         files.annoy(space).parent.mkdir(exist_ok=True)

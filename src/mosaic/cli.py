@@ -53,6 +53,20 @@ def cmd_update(args) -> None:
           f"{len(changes['removed'])} removed, {changes['unchanged']} unchanged")
 
 
+def cmd_dedup(args) -> None:
+    from .collection import Collection
+
+    c = Collection.load(_collection_path(args.collection))
+    groups = c.duplicate_groups
+    if args.json:
+        print(json.dumps(groups, indent=2, ensure_ascii=False))
+        return
+    for kind, what in (("exact", "the same bytes"), ("near", "the same picture resized, re-encoded or edited")):
+        print(f"{len(groups[kind])} group(s) of {kind} duplicates ({what})")
+        for n, group in enumerate(groups[kind], 1):
+            print(f"  {n:>3}. " + "  ".join(group))
+
+
 def cmd_verify(args) -> None:
     from .collection import Collection
 
@@ -69,12 +83,13 @@ def cmd_search(args) -> None:
     filters, weights = parse_filters(args.filter), parse_tag_weights(args.tag)  # before any model loads
     service = SearchService(_collection_path(args.collection), index=args.index, precision=args.precision,
                             shard_rows=args.shard_rows, ray=args.ray, allow_files=True)
+    page = {"offset": args.offset, "distinct": args.distinct}
     if args.image:
-        hits = service.image_to_image(_image_or_id(args.image), args.k, filters)
+        hits = service.image_to_image(_image_or_id(args.image), args.k, filters, **page)
     elif weights or args.mode == "omni":
-        hits = service.omni(args.text or "", args.k, filters, weights)
+        hits = service.omni(args.text or "", args.k, filters, weights, **page)
     else:
-        hits = service.text_to_image(args.text or "", args.k, args.mode, filters)
+        hits = service.text_to_image(args.text or "", args.k, args.mode, filters, **page)
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
         return
@@ -346,6 +361,12 @@ def _add_update(p) -> None:
     p.set_defaults(func=cmd_update)
 
 
+def _add_dedup(p) -> None:
+    p.add_argument("collection", help="collection folder or name under artifacts/")
+    p.add_argument("--json", action="store_true", help="print the groups as JSON")
+    p.set_defaults(func=cmd_dedup)
+
+
 def _add_verify(p) -> None:
     p.add_argument("collection", help="collection folder or name under artifacts/")
     p.set_defaults(func=cmd_verify)
@@ -361,7 +382,9 @@ def _add_search(p) -> None:
                    help="keep items with this value (repeat: values of one field OR'ed, fields AND'ed)")
     p.add_argument("--tag", action="append", metavar="CATEGORY:TAG=WEIGHT",
                    help="weigh a tag's score into the ranking, e.g. mood:calm=1 (repeated tags add up)")
-    p.add_argument("-k", type=int, default=10, help="hits to show (default: %(default)s)")
+    p.add_argument("-k", type=int, default=10, help="hits to show, 1 to 1000 (default: %(default)s)")
+    p.add_argument("--offset", type=int, default=0, help="skip this many hits first: the next page (default: 0)")
+    p.add_argument("--distinct", action="store_true", help="only the best of each group of duplicates (exact or near)")
     p.add_argument("--index", default="auto", choices=["auto", "exact", "annoy"],
                    help="auto: exact, or Annoy over a large collection (default: %(default)s)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "int4"],
@@ -578,6 +601,7 @@ def _add_info(p) -> None:
 COMMANDS = {  # name: (one-line help, the function adding its arguments)
     "build": ("build (or resume) a collection from a source", _add_build),
     "update": ("bring a collection up to date with its source (new, changed and deleted images)", _add_update),
+    "dedup": ("list the groups of exact and of near duplicates found when the collection was built", _add_dedup),
     "verify": ("check every file of a collection against the checksums written when it was built", _add_verify),
     "search": ("search a collection", _add_search),
     "eval": ("measure retrieval quality", _add_eval),

@@ -4,7 +4,9 @@
       manifest.json        models, dims, counts, vocabulary, fields, skipped files, sizes, checksums
       .lock                held by the one process writing the collection
       metadata.parquet     one row per item: id, caption (generated), source metadata
-      fingerprints.parquet one row per item: hashes of its image and record, file size and time
+      fingerprints.parquet one row per item: hashes of its image and record, file size and time,
+                           perceptual hash
+      duplicates.json      groups of exact and of near duplicates (ids)
       captions.parquet     one row per caption: item, text, kind (human|generated)
       image_emb.npy        (items, dim) float32, L2-normalised
       text_emb.npy         (captions, dim) float32, L2-normalised
@@ -47,7 +49,7 @@ SCHEMA_VERSION = 2
 ITEM_ARRAYS = ("image_emb", "tags")  # one row per item
 CAPTION_ARRAYS = ("text_emb",)  # one row per caption
 FINGERPRINTS = pa.schema([("id", pa.string()), ("content", pa.string()), ("record", pa.string()),
-                          ("size", pa.int64()), ("mtime", pa.int64())])  # see mosaic.update
+                          ("size", pa.int64()), ("mtime", pa.int64()), ("phash", pa.int64())])  # mosaic.update, .dedup
 EMBEDDINGS = ("image", "text", "omni")  # searchable spaces: <name>_emb.npy, each with an Annoy index
 ANNOY_FILES = {"image": "image", "text": "caption", "omni": "omni"}
 
@@ -73,6 +75,10 @@ class Files:
     @property
     def fingerprints(self) -> Path:
         return self.root / "fingerprints.parquet"
+
+    @property
+    def duplicates(self) -> Path:
+        return self.root / "duplicates.json"
 
     @property
     def thumbs(self) -> Path:
@@ -434,6 +440,12 @@ class Collection:
                 raise CollectionError(f"Unknown value '{sorted(missing)[0]}' for filter '{name}'. Known values: {shown}.")
             mask &= np.isin(column, list(wanted))
         return np.flatnonzero(mask)
+
+    @cached_property
+    def duplicate_groups(self) -> dict:
+        """{"exact": [[ids]], "near": [[ids]]} (empty for collections built before duplicates were kept)."""
+        path = self.files.duplicates
+        return json.loads(path.read_text()) if path.exists() else {"exact": [], "near": []}
 
     @cached_property
     def scenes(self) -> dict[str, list[int]]:

@@ -7,12 +7,13 @@ the collection's human captions as queries.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from . import query
+from . import dedup, query
 from .collection import EMBEDDINGS, Collection
 from .errors import CollectionError, QueryError
 from .index import AnnoyIndex, ExactIndex, ShardedIndex
@@ -67,42 +68,49 @@ class SearchService:
         self.tag_z = (c.tags - self.tag_mean) / self.tag_std
 
     # ---- queries -------------------------------------------------------------------------
-    def image_to_image(self, image: Image.Image | str | int, k: int = 10, filters: dict | None = None) -> list[Hit]:
-        """Items most similar to an image (a PIL image, or an item id / row of this collection)."""
-        k = _check_k(k)
+    def image_to_image(self, image: Image.Image | str | int, k: int = 10, filters: dict | None = None,
+                       offset: int = 0, distinct: bool = False) -> list[Hit]:
+        """Items most similar to an image (a PIL image, or an item id / row of this collection).
+
+        Every query method returns the `k` hits after the first `offset` (paging); with
+        `distinct`, only the best of each group of duplicates (exact or near) counts."""
+        n = self._fetch(k, offset, distinct)
         q = self._image_query(image)
-        scores, rows = self._search("image", q, k, self.collection.filter_rows(filters))
+        scores, rows = self._search("image", q, n, self.collection.filter_rows(filters))
+        rows, scores, _ = self._page(rows, scores, {}, k, offset, distinct)
         hits = self._hits(rows, scores)
         for h in hits:
             h.explanation = {"mode": "image", "tags": self._shared_tags(q, h.row)}
         return hits
 
-    def text_to_image(self, text: str, k: int = 10, target: str = "both", filters: dict | None = None) -> list[Hit]:
+    def text_to_image(self, text: str, k: int = 10, target: str = "both", filters: dict | None = None,
+                      offset: int = 0, distinct: bool = False) -> list[Hit]:
         """Items matching a text, scored against image embeddings, captions, or the mean of both."""
         if target not in TARGETS:
             raise QueryError(f"Unknown target '{target}'. Use one of {', '.join(TARGETS)}.")
-        k, terms = _check_k(k), self.terms(text)
+        n, terms = self._fetch(k, offset, distinct), self.terms(text)
         q, rows_allowed = _combine(terms), self.collection.filter_rows(filters)
         if target == "image" and len(terms) == 1:
-            scores, rows = self._search("image", q, k, rows_allowed)
+            scores, rows = self._search("image", q, n, rows_allowed)
             parts = {"image": scores}
         else:
-            cand = self._candidates(q, k, target, rows_allowed)
+            cand = self._candidates(q, n, target, rows_allowed)
             total, parts = self._match(terms, cand, target)
-            order = np.argsort(-total)[:k]
+            order = np.argsort(-total)[:n]
             rows, scores = cand[order], total[order]
             parts = {name: v[order] for name, v in parts.items()}
+        rows, scores, parts = self._page(rows, scores, parts, k, offset, distinct)
         hits = self._hits(rows, scores)
         self._explain(text, q, hits, parts, mode=target)
         return hits
 
     def omni(self, text: str = "", k: int = 10, filters: dict | None = None,
-             tag_weights: dict[str, float] | None = None) -> list[Hit]:
+             tag_weights: dict[str, float] | None = None, offset: int = 0, distinct: bool = False) -> list[Hit]:
         """Free text + filters + tag weights, fused: score = z(text match) + sum_t w_t * z(tag t).
 
         Both parts are z-scored over the candidate items so a tag weight of 1 counts as much as
         the text; text match is the mean of image and caption similarity."""
-        k, tag_weights = _check_k(k), query.tag_weights((tag_weights or {}).items())
+        n, tag_weights = self._fetch(k, offset, distinct), query.tag_weights((tag_weights or {}).items())
         unknown = [t for t in tag_weights if t not in self.collection.tag_names]
         if unknown:
             raise QueryError(f"Unknown tag(s) {unknown}. Tags look like {self.collection.tag_names[:3]}.")
@@ -112,7 +120,7 @@ class SearchService:
         terms = self.terms(text) if text.strip() else []
         q = _combine(terms) if terms else None
         if q is not None and rows_allowed is None and self.annoy:
-            cand = np.unique(self.annoy["omni"].search(q, max(k * 20, 1000))[1][0])
+            cand = np.unique(self.annoy["omni"].search(q, max(n * 20, 1000))[1][0])
         else:
             cand = np.arange(len(self.collection)) if rows_allowed is None else rows_allowed
         parts: dict[str, np.ndarray] = {}
@@ -124,9 +132,11 @@ class SearchService:
             col = self.collection.tag_names.index(tag)
             parts[tag] = w * self.tag_z[cand, col]
             total += parts[tag]
-        order = np.argsort(-total)[:k]
-        hits = self._hits(cand[order], total[order])
-        self._explain(text, q, hits, {n: v[order] for n, v in parts.items()}, mode="omni")
+        order = np.argsort(-total)[:n]
+        rows, scores, parts = self._page(cand[order], total[order], {p: v[order] for p, v in parts.items()}, k, offset,
+                                         distinct)
+        hits = self._hits(rows, scores)
+        self._explain(text, q, hits, parts, mode="omni")
         return hits
 
     def by_vector(self, q: np.ndarray, k: int = 10, exclude: tuple[int, ...] = ()) -> list[Hit]:
@@ -178,6 +188,35 @@ class SearchService:
         return c.rows_by_id[item]
 
     # ---- internals -----------------------------------------------------------------------
+    def _fetch(self, k, offset, distinct: bool) -> int:
+        """How many ranked items a page needs: the ones before it and on it, and with `distinct`
+        room for the duplicates that will be left out."""
+        if not isinstance(offset, (int, np.integer)) or offset < 0:
+            raise QueryError(f"The offset must be a whole number, 0 or more (got {offset}).")
+        n = _check_k(k) + int(offset)
+        if n > MAX_K:
+            raise QueryError(f"Results go up to the {MAX_K}th (asked for {offset}+{k}).")
+        return min(n + (len(self._group_of) if distinct else 0), len(self.collection)) or 1
+
+    def _page(self, rows, scores, parts: dict, k: int, offset: int, distinct: bool) -> tuple:
+        """The ranked items of one page: `offset` skipped, `k` kept; with `distinct`, an item
+        whose duplicate ranks higher is left out."""
+        keep = np.arange(len(rows))
+        if distinct:
+            seen, kept = set(), []
+            for i, row in enumerate(rows):
+                group = self._group_of.get(int(row), -1 - int(row))
+                if group not in seen:
+                    seen.add(group)
+                    kept.append(i)
+            keep = np.asarray(kept, int)
+        keep = keep[offset:offset + k]
+        return rows[keep], scores[keep], {name: v[keep] for name, v in parts.items()}
+
+    @cached_property
+    def _group_of(self) -> dict[int, int]:
+        return dedup.group_of(self.collection.duplicate_groups, self.collection.ids())
+
     def text_query(self, text: str) -> np.ndarray:
         """The query vector of a text: its embedding or, for query arithmetic (`dog -grass`,
         `2:beach + sunset`, `id:ITEM - night`; see `query.parse_terms`), the normalised weighted
