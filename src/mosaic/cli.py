@@ -76,7 +76,7 @@ def cmd_verify(args) -> None:
 
 def cmd_search(args) -> None:
     from .query import parse_filters, parse_tag_weights
-    from .search import SearchService
+    from .search import SearchService, sort_hits
 
     if args.ray and not args.shard_rows:
         raise UsageError("--ray holds index shards in Ray actors: give --shard-rows too.")
@@ -90,6 +90,7 @@ def cmd_search(args) -> None:
         hits = service.omni(args.text or "", args.k, filters, weights, **page)
     else:
         hits = service.text_to_image(args.text or "", args.k, args.mode, filters, **page)
+    hits = sort_hits(service, hits, args.sort)
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
         return
@@ -385,6 +386,8 @@ def _add_search(p) -> None:
     p.add_argument("-k", type=int, default=10, help="hits to show, 1 to 1000 (default: %(default)s)")
     p.add_argument("--offset", type=int, default=0, help="skip this many hits first: the next page (default: 0)")
     p.add_argument("--distinct", action="store_true", help="only the best of each group of duplicates (exact or near)")
+    p.add_argument("--sort", metavar="FIELD", help="order the hits by a metadata field, e.g. taken (-taken: newest "
+                                                   "first; default: by relevance)")
     p.add_argument("--index", default="auto", choices=["auto", "exact", "annoy"],
                    help="auto: exact, or Annoy over a large collection (default: %(default)s)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "int4"],

@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from .errors import CollectionError
+from .query import Bound
 from .sources import Fields, fields_of
 from .util import sha256, write_json
 
@@ -258,6 +259,17 @@ def clear(root: Path) -> None:
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
+def _bound_mask(name: str, values: list, bound: Bound) -> np.ndarray:
+    """Which values lie on the right side of a range's end: numbers compare as numbers."""
+    numeric = all(isinstance(v, (int, float)) for v in values if v is not None)
+    try:
+        limit = float(bound.value) if numeric else bound.value
+    except ValueError:
+        raise CollectionError(f"The filter '{name}{bound.op}{bound.value}' needs a number.") from None
+    keep = (lambda v: v >= limit) if bound.op == ">=" else (lambda v: v <= limit)
+    return np.array([v is not None and keep(v if numeric else str(v)) for v in values], bool)
+
+
 def _damaged(manifest: Manifest, what: str) -> CollectionError:
     return CollectionError(f"Collection '{manifest.name}' is damaged: {what}. Rebuild it: run the same "
                            "`mosaic build` command with --overwrite.")
@@ -420,8 +432,8 @@ class Collection:
         return out
 
     def filter_rows(self, filters: dict | None) -> np.ndarray | None:
-        """Rows matching every `field=value` filter (None when there are no filters); a list of
-        values matches any of them.
+        """Rows matching every filter (None when there are no filters): `field: values` where a
+        list of values matches any of them and `query.Bound`s bound a range (see `query`).
 
         Unknown fields or values raise CollectionError naming the valid ones."""
         if not filters:
@@ -431,15 +443,35 @@ class Collection:
             if name not in self.metadata.column_names:
                 raise CollectionError(f"Unknown filter '{name}'. This collection can be filtered by: "
                                       f"{', '.join(self.filter_fields()) or 'nothing'}.")
-            column = np.asarray([str(v) for v in self.metadata[name].to_pylist()], dtype=object)
-            wanted = {str(v) for v in (wanted if isinstance(wanted, (list, tuple, set)) else [wanted])}
-            missing = wanted - set(column)
-            if missing:
-                values = sorted(set(column) - {"None"})
-                shown = ", ".join(values[:30]) + (" ..." if len(values) > 30 else "")
-                raise CollectionError(f"Unknown value '{sorted(missing)[0]}' for filter '{name}'. Known values: {shown}.")
-            mask &= np.isin(column, list(wanted))
+            wanted = wanted if isinstance(wanted, (list, tuple, set)) else [wanted]
+            values = self.metadata[name].to_pylist()
+            equal = {str(v) for v in wanted if not isinstance(v, Bound)}
+            if equal:
+                mask &= self._equal_mask(name, values, equal)
+            for bound in (v for v in wanted if isinstance(v, Bound)):
+                mask &= _bound_mask(name, values, bound)
         return np.flatnonzero(mask)
+
+    def _equal_mask(self, name: str, values: list, wanted: set[str]) -> np.ndarray:
+        column = np.asarray([str(v) for v in values], dtype=object)
+        missing = wanted - set(column)
+        if missing:
+            known = sorted(set(column) - {"None"})
+            shown = ", ".join(known[:30]) + (" ..." if len(known) > 30 else "")
+            raise CollectionError(f"Unknown value '{sorted(missing)[0]}' for filter '{name}'. Known values: {shown}.")
+        return np.isin(column, list(wanted))
+
+    def sorted_rows(self, rows: np.ndarray, by: str) -> np.ndarray:
+        """`rows` ordered by a metadata field (`-field`: descending), items without it last; the
+        order among equals kept."""
+        name = by.removeprefix("-")
+        if name not in self.metadata.column_names:
+            raise CollectionError(f"Cannot sort by '{name}': this collection's fields are "
+                                  f"{', '.join(c for c in self.metadata.column_names if c != 'caption')}.")
+        values = self.metadata[name].to_pylist()
+        present = [r for r in rows if values[r] is not None]
+        present.sort(key=lambda r: values[r], reverse=by.startswith("-"))
+        return np.asarray(present + [r for r in rows if values[r] is None], dtype=np.int64)
 
     @cached_property
     def duplicate_groups(self) -> dict:

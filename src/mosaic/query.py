@@ -3,6 +3,7 @@ and its API alike.
 
 - A filter is `field=value`. Values of one field match any of them (OR); different fields must
   all match (AND): `style=Baroque style=Rococo genre=portrait` is a Baroque or Rococo portrait.
+  `field>=value` and `field<=value` bound a range (`taken>=2021-06-01 taken<=2021-06-30`).
 - A tag weight is `category:tag=weight` (a finite number; negative pushes down). A tag given
   twice counts with the sum of its weights.
 - A text query may be arithmetic (`parse_terms`): `dog -grass`, `2:beach + sunset`, `id:1234 - night`.
@@ -17,16 +18,32 @@ from dataclasses import dataclass
 from .errors import QueryError
 
 
-def parse_filters(pairs: Iterable[str] | None) -> dict[str, list[str]]:
-    """["style=Baroque", "style=Rococo", "genre=portrait"] -> {"style": [...2], "genre": [...1]}."""
-    out: dict[str, list[str]] = {}
+@dataclass(frozen=True)
+class Bound:
+    """A range filter's end: `taken>=2021-06-01` is Bound(">=", "2021-06-01") on `taken`."""
+
+    op: str
+    value: str
+
+
+FILTER = re.compile(r"^([^=<>]+?)\s*(>=|<=|=)(.*)$")
+
+
+def parse_filters(pairs: Iterable[str] | None) -> dict[str, list]:
+    """["style=Baroque", "style=Rococo", "taken>=2021"] -> {"style": ["Baroque", "Rococo"],
+    "taken": [Bound(">=", "2021")]}: values are matched exactly, bounds compare (numbers as
+    numbers, other values as text, so ISO dates compare by date)."""
+    out: dict[str, list] = {}
     for pair in pairs or []:
-        field, sep, value = pair.partition("=")
-        if not sep or not field.strip():
-            raise QueryError(f"The filter '{pair}' should look like field=value (e.g. style=Romanticism).")
-        values = out.setdefault(field.strip(), [])
-        if value not in values:
-            values.append(value)
+        match = FILTER.match(pair)
+        if not match or not match.group(1).strip():
+            raise QueryError(f"The filter '{pair}' should look like field=value (e.g. style=Romanticism), "
+                             "or field>=value / field<=value for a range.")
+        field, op, value = match.group(1).strip(), match.group(2), match.group(3)
+        condition = value if op == "=" else Bound(op, value.strip())
+        values = out.setdefault(field, [])
+        if condition not in values:
+            values.append(condition)
     return out
 
 

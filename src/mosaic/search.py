@@ -362,6 +362,16 @@ class SearchService:
             e["captions"] = captions[h.row]
 
 
+def sort_hits(service: SearchService, hits: list[Hit], by: str | None) -> list[Hit]:
+    """Hits in the order of a metadata field (`-field`: descending; items without it last), or
+    as ranked when `by` is None or "relevance"."""
+    if not by or by == "relevance":
+        return hits
+    order = service.collection.sorted_rows(np.array([h.row for h in hits], np.int64), by)
+    by_row = {h.row: h for h in hits}
+    return [by_row[int(r)] for r in order]
+
+
 def _combine(terms: list) -> np.ndarray:
     """One query vector for a list of (term, unit vector): the normalised weighted sum."""
     total = sum(term.weight * vector for term, vector in terms)

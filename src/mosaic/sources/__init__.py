@@ -26,6 +26,13 @@ from ..errors import SourceError
 MAX_PIXELS = 40_000_000  # larger images are refused before decoding
 UNREADABLE = "not an image Mosaic can read: use a JPEG, PNG, WebP, BMP, GIF or TIFF file"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+try:  # HEIC/HEIF photos (iPhones) when the optional pillow-heif is installed: pip install 'mosaic-search[heic]'
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    IMAGE_SUFFIXES |= {".heic", ".heif"}
+except ImportError:
+    pass
 
 
 @dataclass(frozen=True)
@@ -37,7 +44,7 @@ class Fields:
     title: str | None = None
     scene: str | None = None
     frame: str | None = None
-    text: tuple[str, ...] = ("file",)
+    text: tuple[str, ...] = ("file",)  # free text, or values of one item (a date, a size): no filter lists
 
     def not_filters(self) -> set[str]:
         """Fields that identify or describe one item rather than group items."""
@@ -89,13 +96,37 @@ def _require(path: Path, what: str) -> Path:
 
 
 def image_folder(path: str | Path) -> Iterator[Record]:
-    """Every image under a folder (recursively, sorted); the id is the relative path."""
+    """Every image under a folder (recursively, sorted); the id is the relative path, and the
+    metadata the photo's own (`photo_metadata`)."""
     root = _require(Path(path), "image folder")
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root).as_posix()
         problem = _unusable(p)
-        if problem or (p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
+        if problem:
             yield Record(id=rel, image=p, metadata={"file": rel}, problem=problem)
+        elif p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+            yield Record(id=rel, image=p, metadata={"file": rel, **photo_metadata(p)})
+
+
+def photo_metadata(path: Path) -> dict:
+    """What a photo file says of itself (EXIF, read without decoding the pixels): when it was
+    taken (ISO date and time), the camera, whether it has a GPS position, and its size as shown
+    (after the EXIF orientation). Unknown values are None."""
+    out = {"taken": None, "camera": None, "gps": False, "width": None, "height": None}
+    try:
+        with Image.open(path) as im:
+            exif, (width, height) = im.getexif(), im.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return out  # the build reports it as unreadable
+    rotated = exif.get(0x0112) in (5, 6, 7, 8)  # orientation: shown turned by 90 degrees
+    taken = exif.get_ifd(0x8769).get(0x9003) or exif.get(0x0132)  # DateTimeOriginal, else DateTime
+    make, model = (str(exif.get(tag) or "").strip(" \x00") for tag in (0x010F, 0x0110))
+    out.update(width=height if rotated else width, height=width if rotated else height,
+               gps=bool(exif.get_ifd(0x8825)),
+               camera=(model if model.lower().startswith(make.lower()) else f"{make} {model}").strip() or None)
+    if isinstance(taken, str) and len(taken) >= 19:  # "2021:06:01 12:30:00"
+        out["taken"] = taken[:10].replace(":", "-") + "T" + taken[11:19]
+    return out
 
 
 def _unusable(p: Path) -> str | None:
@@ -283,6 +314,7 @@ FIELDS: dict[str, Fields] = {
     "wikiart": Fields(title="title"),
     "wikiart-hub": Fields(title="title"),
     "driving": Fields(scene="scene", frame="frame_index", text=("file", "description")),
+    "folder": Fields(text=("file", "taken", "width", "height")),
 }
 
 
