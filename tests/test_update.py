@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 import pytest
 from fakes import FakeEncoder, picture
+from PIL import Image
 
 from mosaic import update
 from mosaic.build import BuildConfig, build
@@ -145,3 +146,42 @@ def test_the_update_and_verify_commands(tmp_path, fake_encoder, capsys):
     (tmp_path / "c" / "tags.npy").write_bytes((tmp_path / "c" / "tags.npy").read_bytes()[:-4] + b"\x00\x00\x80\x7f")
     with pytest.raises(SystemExit, match="error: .*tags.npy changed since it was built"):
         cli.main(["verify", str(tmp_path / "c")])
+
+
+@pytest.mark.slow
+def test_a_captions_collection_updates_like_a_fresh_build(tmp_path, flickr_dir, monkeypatch):
+    """On a copy of the Flickr8k sample: 10 photos added, 3 changed, 2 deleted (with their caption
+    rows); the update embeds those 13 only and equals a fresh build of the final data."""
+    from mosaic.models import load_encoder
+
+    rows = (flickr_dir / "captions.txt").read_text().splitlines()
+    header, by_image = rows[0], {}
+    for line in rows[1:]:
+        by_image.setdefault(line.split(",", 1)[0], []).append(line)
+    names = sorted(by_image)[:70]
+    data = tmp_path / "flickr"
+    (data / "images").mkdir(parents=True)
+
+    def write(keep):
+        for name in keep:
+            if not (data / "images" / name).exists():
+                shutil.copy(flickr_dir / "images" / name, data / "images" / name)
+        (data / "captions.txt").write_text("\n".join([header] + [r for n in keep for r in by_image[n]]) + "\n")
+
+    write(names[:60])
+    cfg = BuildConfig("captions", str(data), model="lite", captioner="labels", shard_size=16)
+    out = build(cfg, tmp_path / "c", progress=False)
+    for name in names[:3]:  # changed pictures
+        Image.open(data / "images" / name).rotate(180).save(data / "images" / name)
+    for name in names[3:5]:
+        (data / "images" / name).unlink()
+    write(names[:3] + names[5:70])
+    encoder, embedded = load_encoder("lite"), []
+    original = encoder.encode_images
+    monkeypatch.setattr(encoder, "encode_images", lambda images: embedded.extend(images) or original(images))
+    build(cfg, out, progress=False, update=True)
+    assert len(embedded) == 13
+    monkeypatch.undo()
+    changes = Collection.load(out).manifest.last_update
+    assert (len(changes["added"]), len(changes["changed"]), len(changes["removed"])) == (10, 3, 2)
+    assert_same(Collection.load(out), Collection.load(build(cfg, tmp_path / "fresh", progress=False)))

@@ -58,7 +58,7 @@ class Previous:
     and their columns as the stages would compute them."""
 
     def __init__(self, collection: Collection):
-        self.c = collection
+        self.c, self.ids = collection, collection.ids()
         path = collection.files.fingerprints
         prints = pq.read_table(path).to_pylist() if path.exists() else []  # built before fingerprints: none
         self.prints = {p["id"]: (row, p) for row, p in enumerate(prints)}
@@ -74,7 +74,7 @@ class Previous:
         return row if content is not None and old["content"] == content else None
 
     def fingerprint(self, row: int) -> dict:
-        return {k: v for k, v in self.prints[self.c.ids()[row]][1].items() if k != "id"}
+        return {k: v for k, v in self.prints[self.ids[row]][1].items() if k != "id"}
 
     def columns(self, row: int) -> dict:
         """One item's columns, as `stages.process_batch` returns them for a batch of one."""
