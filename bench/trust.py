@@ -95,6 +95,40 @@ def kills(limit, tmp: Path, reference: Collection) -> list[dict]:
     return rows
 
 
+UPDATE_POINTS = {
+    "update: staging started": lambda out: _staging(out).exists(),
+    "update: staged shard 2": lambda out: (m := _manifest(_staging(out))) is not None and len(m.shards) >= 2,
+    "update: staging indexes": lambda out: (_staging(out) / "index").exists(),
+    "update: old moved aside": lambda out: out.with_name(f".{out.name}.old").exists(),
+}
+
+
+def _staging(out):
+    return out.with_name(f".{out.name}.update")
+
+
+def update_kills(limit, tmp: Path, reference: Collection) -> list[dict]:
+    """An update reading more records (--limit 1.5x), killed at each point, must leave the old
+    collection or the new one; running it again must reach the new one."""
+    grown = int(limit * 1.5)
+    subprocess.run(build_command(grown, tmp / "grown"), check=True)
+    new = Collection.load(tmp / "grown")
+    update = lambda out: [sys.executable, "-m", "mosaic", "update", str(out), "--limit", str(grown), "--quiet"]  # noqa: E731
+    rows = []
+    for name, reached in UPDATE_POINTS.items():
+        out = tmp / f"updated-{len(rows)}"
+        shutil.copytree(reference.path, out)
+        killed = kill_at(update(out), out, reached)
+        now = Collection.load(out)
+        state = "old" if same(now, reference) else "new" if same(now, new) else "mixed"
+        resumed = subprocess.run(update(out), capture_output=True, text=True)
+        ok = state != "mixed" and resumed.returncode == 0 and same(Collection.load(out), new)
+        rows.append({"point": name, "killed": killed, "state_after_kill": state, "resumed_identical": ok})
+        print(f"kill {name:<28} killed={killed!s:<5} left: {state:<5} updated to the new collection: {ok}")
+        shutil.rmtree(out)
+    return rows
+
+
 def overwrite_middle(path):
     data = bytearray(path.read_bytes())
     data[len(data) // 2:len(data) // 2 + 512] = np.random.default_rng(0).bytes(512)
@@ -167,8 +201,9 @@ def main():
         subprocess.run(build_command(args.limit, tmp / "reference"), check=True)
         reference = Collection.load(tmp / "reference")
         result = {"items": args.limit, "kills": kills(args.limit, tmp, reference),
+                  "update_kills": update_kills(args.limit, tmp, reference),
                   "damage": damage(tmp, reference), "concurrent": concurrent(args.limit, tmp)}
-    killed = [k for k in result["kills"] if k["killed"]]
+    killed = [k for k in result["kills"] + result["update_kills"] if k["killed"]]
     result["summary"] = {"kills_survived": sum(k["resumed_identical"] for k in killed), "kills_tried": len(killed),
                          "damage_detected": sum(d["detected"] for d in result["damage"]),
                          "damage_tried": len(result["damage"])}

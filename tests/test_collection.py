@@ -99,3 +99,23 @@ def test_a_folder_build_lists_every_skipped_entry_without_local_paths(tmp_path, 
     skipped = {s["id"]: s["reason"] for s in c.manifest.skipped}
     assert skipped["gone.jpg"] == "broken symbolic link" and skipped["pipe.png"].startswith("not a regular file")
     assert skipped["notes.jpg"].startswith("not an image Mosaic can read") and str(tmp_path) not in json.dumps(skipped)
+
+
+def test_a_build_started_before_fingerprints_were_kept_resumes(tmp_path, fake_encoder, monkeypatch):
+    from mosaic import build as build_module
+
+    root = write_paintings(tmp_path / "src")
+    config = BuildConfig("wikiart", str(root), model="fake", captioner="none", shard_size=4)
+    real, written = build_module._write_shard, []
+
+    def stop_after_one(*args):
+        if written:
+            raise KeyboardInterrupt
+        written.append(real(*args))
+    monkeypatch.setattr(build_module, "_write_shard", stop_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        build(config, tmp_path / "out", progress=False)
+    monkeypatch.setattr(build_module, "_write_shard", real)
+    (tmp_path / "out" / "shards" / "00000" / "fingerprints.parquet").unlink()  # as an older version wrote it
+    c = Collection.load(build(config, tmp_path / "out", progress=False))
+    assert len(c) == 12 and c.duplicate_groups == {"exact": [], "near": []}

@@ -200,7 +200,7 @@ def consolidate(root: Path, shard_dirs: list[Path], chunk: int = 65536) -> None:
     out, shards = Files(root), [Files(d) for d in shard_dirs]
     meta = [pq.read_table(s.metadata) for s in shards]
     pq.write_table(pa.concat_tables(meta, promote_options="default"), out.metadata)
-    pq.write_table(pa.concat_tables([pq.read_table(s.fingerprints) for s in shards]), out.fingerprints)
+    pq.write_table(pa.concat_tables([_fingerprints(s, m) for s, m in zip(shards, meta)]), out.fingerprints)
     caps, offset = [], 0
     for s, m in zip(shards, meta):
         t = pq.read_table(s.captions)
@@ -220,6 +220,13 @@ def consolidate(root: Path, shard_dirs: list[Path], chunk: int = 65536) -> None:
             at += int(o[-1])
     np.save(out.thumb_offsets, np.concatenate(offsets))
     _write_omni(out, arrays["image_emb"], arrays["text_emb"], captions["item"].to_numpy(), chunk)
+
+
+def _fingerprints(shard: Files, meta: pa.Table) -> pa.Table:
+    """A shard's fingerprints; empty ones for a shard written before they were kept."""
+    if shard.fingerprints.exists():
+        return pq.read_table(shard.fingerprints)
+    return pa.Table.from_pylist([{"id": i} for i in meta["id"].to_pylist()], schema=FINGERPRINTS)
 
 
 def _write_omni(out: Files, image: np.ndarray, text: np.ndarray, owner: np.ndarray, chunk: int) -> None:

@@ -64,7 +64,8 @@ def find(ids: list[str], contents: list[str], hashes: list[int]) -> dict:
     each other but not all the same bytes}, each group in collection order."""
     by_content = defaultdict(list)
     for i, c in enumerate(contents):
-        by_content[c].append(i)
+        if c is not None:  # None: kept before fingerprints were
+            by_content[c].append(i)
     exact = [g for g in by_content.values() if len(g) > 1]
     hashed = [i for i, h in enumerate(hashes) if h is not None]  # None: kept before hashes were
     pairs = [(hashed[a], hashed[b]) for a, b in near_pairs([hashes[i] for i in hashed])]
