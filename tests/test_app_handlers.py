@@ -47,7 +47,7 @@ def test_labels_prefer_human_captions_then_titles_then_generated_captions(librar
     no_human = type("S", (), {"collection": type("C", (), {"first_human_caption": {}, "manifest": tiny.collection.manifest,
                                                              "item": lambda self, r: meta})()})()
     assert handlers.label(no_human, 0) == "Sunflowers, Vincent Van Gogh"
-    assert handlers.label(no_human, 0, metadata={"id": "x", "caption": "a photo of a vase"}) == "a photo of a vase"
+    assert handlers.label(no_human, 0, metadata={"id": "x", "caption": "a photo of a vase"}) == "a vase"
     assert handlers.label(no_human, 0, metadata={"id": "x"}) == "x"
 
 
@@ -197,9 +197,12 @@ def test_humor_without_a_model_says_how_to_get_one(library):
 
 
 def test_explanations_keep_only_tags_that_raise_the_score():
-    explanation = {"mode": "image", "tags": [{"tag": "objects:dog", "score": 1.2}, {"tag": "objects:horse", "score": 0.0}]}
+    tags = [{"tag": "objects:dog", "score": 8.7}, {"tag": "mood:calm", "score": 3.0}, {"tag": "objects:cat", "score": 2.3},
+            {"tag": "objects:horse", "score": 0.5}]
+    explanation = {"mode": "image", "tags": tags}
     page = render.why_html([{"id": "a", "label": "A dog", "score": 0.9, "strength": 80, "explanation": explanation}], 0)
-    assert "objects:dog" in page and "objects:horse" not in page and "match 80/100" in page and "A dog" in page
+    assert ">dog <small>" in page and "calm (mood)" in page and "cat" not in page and "horse" not in page
+    assert "match 80/100" in page and "A dog" in page
     assert "z-score" not in page and " sd" not in page
     parts = render.parts_bar({"text": 1.5, "style:Baroque": -0.5})
     assert "width:75.0%" in parts and "width:25.0%" in parts

@@ -21,9 +21,11 @@ CSS = """
 .hint p { margin: 0; color: var(--body-text-color-subdued); }
 .results .caption-label { white-space: normal; max-width: 100%; display: -webkit-box; -webkit-line-clamp: 2;
                           -webkit-box-orient: vertical; overflow: hidden; }
+.strip .grid-container { grid-template-columns: none !important; grid-auto-flow: column;
+                         grid-auto-columns: minmax(110px, 1fr); grid-template-rows: 130px !important; }
+.strip .grid-wrap { overflow-x: auto; overflow-y: hidden; }
 @media (max-width: 640px) {
   .results .grid-container { grid-template-columns: repeat(2, minmax(80px, 1fr)) !important; }
-  .strip .grid-container { grid-template-columns: repeat(4, minmax(60px, 1fr)) !important; }
 }
 """
 
@@ -49,7 +51,7 @@ def build_app(library: Library) -> gr.Blocks:
             min_score = gr.Slider(0, 100, value=0, step=1, label="Minimum match", scale=2, min_width=160,
                                   info="0 keeps all; 25 keeps what stands out from the collection")
         about = gr.Markdown(handlers.summary(first))
-        strip = gr.Gallery(handlers.collection_strip(first), columns=8, rows=1, height="auto", allow_preview=False,
+        strip = gr.Gallery(handlers.collection_strip(first), columns=8, rows=1, height=170, allow_preview=False,
                            object_fit="cover", show_label=False, format="jpeg", elem_classes="strip")
         shared = tabs.Controls(library, collection, k, min_score, handlers.choices(library, names[0]))
         with gr.Tabs(overflow_behavior="wrap") as tab_row:

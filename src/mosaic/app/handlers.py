@@ -55,15 +55,16 @@ def label(service: SearchService, row: int, caption: str = "", metadata: dict | 
     generated caption, else its id."""
     c = service.collection
     human = c.first_human_caption.get(int(row))
-    if human:
-        return human.strip()
+    if human:  # Flickr8k's captions are tokenised: "a dog runs ." reads "a dog runs"
+        return re.sub(r"\s+([.,!?;:])", r"\1", human).strip().rstrip(".").strip()
     meta = c.item(int(row)) if metadata is None else metadata
     title_field = c.manifest.source_fields.title
     title = str(meta.get(title_field) or "").strip() if title_field else ""
     if title:
         artist = str(meta.get("artist") or "").strip().replace("-", " ")
         return f"{title}, {artist.title()}" if artist else title
-    return (caption or meta.get("caption") or "").strip() or str(meta.get("id", row))
+    generated = re.sub(r"^an? (photo|picture|image) of ", "", (caption or meta.get("caption") or "").strip())
+    return generated or str(meta.get("id", row))
 
 
 def summary(service: SearchService) -> str:

@@ -20,6 +20,12 @@ STRENGTH = ("Match strength, 0-100: 0 is what an average image of the collection
 GREEN, BLUE, PURPLE, RED = "34,197,94", "59,130,246", "168,85,247", "239,68,68"
 
 
+def tag_name(tag: str) -> str:
+    """A tag as a person reads it: `objects:dog` is "dog", `mood:calm` is "calm (mood)"."""
+    group, _, name = tag.rpartition(":")
+    return name if group in ("", "objects", "object") else f"{name} ({group.replace('_', ' ')})"
+
+
 def chips(items: list[tuple[str, float]], color: str, fmt: str = "{:.2f}") -> str:
     """Words or tags as chips whose shading follows their weight (`color` up, red down)."""
     top = max((abs(v) for _, v in items), default=0) or 1
@@ -51,13 +57,16 @@ def why_html(hits: list[dict] | None, index: int) -> str:
     if e.get("caption_words"):
         out.append("<p><b>Caption words closest to the query</b>: "
                    + chips([(w["word"], w["similarity"]) for w in e["caption_words"]], BLUE) + "</p>")
-    tags = [(t["tag"], t["score"]) for t in e.get("tags", []) if t["score"] > 0]
+    # Only the tags that really lift the score: well above the collection's baseline for both the
+    # query and the hit (a product of at least 1 sd x 1 sd), and a third of the strongest at least.
+    top = max((t["score"] for t in e.get("tags", [])), default=0)
+    tags = [(tag_name(t["tag"]), t["score"]) for t in e.get("tags", []) if t["score"] >= max(1.0, top / 3)]
     if tags:
         out.append('<p><b title="tags (zero-shot labels) that both the query and this image score above the '
                    'collection\'s average">Both lean towards</b>: ' + chips(tags, PURPLE) + "</p>")
     if e.get("mode", "").startswith("composed:"):
         out.append(f"<p><b>Query</b>: {html.escape(e['query'])}</p>")
-        changes = [(t["tag"], t["change"]) for t in e["tags_up"] + e["tags_down"]]
+        changes = [(tag_name(t["tag"]), t["change"]) for t in e["tags_up"] + e["tags_down"]]
         out.append('<p class="tag-changes"><b title="tags this result scores higher (green) or lower (red) than '
                    'the reference, in standard deviations of the collection">What changed from the reference</b>: '
                    + chips(changes, GREEN, "{:+.1f}") + "</p>")
@@ -126,7 +135,7 @@ def details_markdown(d: dict) -> str:
             f"**Generated caption**: {md_text(d['caption'] or '(none)')}"]
     if d["captions"]:
         text.append("**Captions**\n" + "\n".join(f"- {md_text(c)}" for c in d["captions"]))
-    standout = [md_text(t["tag"]) for t in d["tags"] if t["z"] > 0]
+    standout = [md_text(tag_name(t["tag"])) for t in d["tags"] if t["z"] > 0]
     if standout:
         text.append("**Stands out for** (tags it scores above the collection's average): " + ", ".join(standout))
     text.append("**Metadata**\n" + "\n".join(f"- {md_text(k)}: {md_text(v)}" for k, v in d["metadata"].items()))

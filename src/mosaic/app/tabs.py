@@ -212,21 +212,20 @@ def omni_tab(shared: Controls) -> tuple[gr.Dropdown, list[gr.Dropdown], Results]
     """Search by text, filters and weighted tags; returns the filters, the tag pickers and the results."""
     with gr.Tab("Omni", id="omni"):
         gr.Markdown("Text, filters and tags together: the text leads, each tag nudges (a tag of weight 1 "
-                    "counts half as much as the text; 2 as much).", elem_classes="hint")
+                    "counts half as much as the text, 2 as much; below 0 pushes away).", elem_classes="hint")
         with gr.Row():
             with gr.Column(scale=1, min_width=240):
                 text = gr.Textbox(label="Text (optional)", placeholder="a calm landscape")
                 filters = gr.Dropdown(filter_options(shared.start["filters"]), multiselect=True, label="Filters",
-                                      allow_custom_value=True,
+                                      allow_custom_value=True, elem_id="omni-filters",
                                       info="values of one field: any of them; of several fields: all")
                 slots = []
                 for i in range(TAG_SLOTS):
-                    with gr.Row():
+                    with gr.Group():
                         slots.append(gr.Dropdown(shared.start["tags"], value=None, label=f"Tag {i + 1}",
-                                                 allow_custom_value=True, scale=2, min_width=140))
-                        slots.append(gr.Slider(-2, 2, value=1, step=0.1, label="Weight", scale=1, min_width=100,
-                                               info="below 0 pushes away"))
-                go = gr.Button("Search", variant="primary")
+                                                 allow_custom_value=True))
+                        slots.append(gr.Slider(-2, 2, value=1, step=0.1, label=f"Weight of tag {i + 1}"))
+                go = gr.Button("Search", variant="primary", elem_id="omni-go")
             with gr.Column(scale=3):
                 panel = result_panel()
     wire_search([go.click, text.submit], shared.handler(handlers.omni_search),
@@ -386,13 +385,15 @@ def humor_tab(shared: Controls) -> None:
         gr.Markdown("How funny is each answer to a prompt? Each answer's words are shaded by how much they add."
                     if ready else "No humor model is loaded: train one with `mosaic humor train` (see the README) "
                     "and start the app with `--humor FOLDER`.", elem_classes="hint")
-        with gr.Row(visible=ready):
+        with gr.Row():  # without a model the form stays, switched off, so the page keeps its shape
             with gr.Column(scale=1, min_width=240):
-                prompt = gr.Textbox(label="Prompt", placeholder="a headline, or leave empty and give an image")
+                prompt = gr.Textbox(label="Prompt", placeholder="a headline, or leave empty and give an image",
+                                    interactive=ready)
                 upload = gr.Image(label="...or a prompt image (captioned first)", type="filepath",
-                                  sources=["upload", "clipboard"], height=200)
-                answers = gr.Textbox(label="Answers, one per line", lines=5)
-                go = gr.Button("Score", variant="primary")
+                                  sources=["upload", "clipboard"], height=200, interactive=ready)
+                answers = gr.Textbox(label="Answers, one per line", lines=5, interactive=ready)
+                go = gr.Button("Score" if ready else "Score (no humor model loaded)", variant="primary",
+                               interactive=ready)
             with gr.Column(scale=2):
                 out = gr.HTML()
                 with gr.Accordion("Scores as JSON", open=False):
