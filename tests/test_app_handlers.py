@@ -117,6 +117,11 @@ def test_image_search_by_item_id_and_by_upload(library, art, tmp_path):
     assert ids(by_upload)[0] == "yellow-sun.png" and by_upload[0]["strength"] > by_upload[-1]["strength"]
     with pytest.raises(QueryError, match="Upload an image"):
         handlers.image_search(library, art, None, "  ", 3, -1)
+    assert isinstance(handlers.query_preview(library, art, str(upload), ""), Image.Image)
+    assert isinstance(handlers.query_preview(library, art, None, "blue-lake.png"), Image.Image)
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert handlers.query_preview(library, art, str(tmp_path / "notes.txt"), "") is None
+    assert handlers.query_preview(library, art, None, "nowhere.png") is None
 
 
 def test_browse_pages_and_clamps_the_page(library, art, monkeypatch):

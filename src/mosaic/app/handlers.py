@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ..composed import ComposedSearch
-from ..errors import CollectionError, QueryError
+from ..errors import CollectionError, MosaicError, QueryError
 from ..humor.model import HumorModel
 from ..models import caption_images
 from ..query import parse_filters, tag_weights
@@ -156,9 +156,17 @@ def example_query(library: Library, collection: str, index: int | None) -> str:
     return examples[int(index)]
 
 
-def item_preview(library: Library, collection: str, item_id: str | None) -> Image.Image | None:
-    """The image of the item an id names (None while it names none), for the query and reference
-    previews."""
+def query_preview(library: Library, collection: str, upload: str | None,
+                  item_id: str | None) -> Image.Image | None:
+    """The query or reference image as the search will read it: the upload, else the item an id
+    names; None while there is none (a file that is no image gets its message at search time)."""
+    if upload:
+        try:
+            image = read_query_image(upload)
+        except MosaicError:
+            return None
+        image.thumbnail((512, 512))
+        return image
     service = library[collection]
     row = service.collection.rows_by_id.get((item_id or "").strip())
     return None if row is None else service.collection.thumbnail(row)

@@ -137,28 +137,28 @@ def filter_options(filters: list[str]) -> list[tuple[str, str]]:
 class ImageTab(NamedTuple):
     """What other tabs use of the Image tab."""
 
-    upload: gr.Image
+    upload: gr.File
     item_id: gr.Textbox
     panel: Results
     search_after: Callable  # wires another event (Browse -> Find similar) to the same search
 
 
 def image_tab(shared: Controls) -> ImageTab:
-    """Search by an uploaded, pasted or webcam image, or an item's id."""
+    """Search by an uploaded image or an item's id (the query shown)."""
     with gr.Tab("Image", id="image"):
-        gr.Markdown("Find the images that look most like yours: drop, paste or snap a picture, or pick one "
-                    "of the collection (Browse, or click an image in the strip above).", elem_classes="hint")
+        gr.Markdown("Find the images that look most like yours: drop a picture, or pick one of the collection "
+                    "(Browse, or click an image in the strip above).", elem_classes="hint")
         with gr.Row():
             with gr.Column(scale=1, min_width=240):
-                upload = gr.Image(label="Query image", type="filepath", sources=["upload", "clipboard", "webcam"],
-                                  height=240)
+                upload = gr.File(label="Query image", file_types=["image"], type="filepath")
                 item_id = gr.Textbox(label="...or an item's id", placeholder="Browse -> Find similar fills this")
-                preview = gr.Image(label="Query item", interactive=False, height=160, visible=False)
+                preview = gr.Image(label="Query", interactive=False, height=200, visible=False)
                 go = gr.Button("Find similar images", variant="primary")
             with gr.Column(scale=3):
                 panel = result_panel()
-    item_id.change(shown(shared.handler(handlers.item_preview)), [shared.collection, item_id], preview,
-                   api_visibility="private")
+    for event in (upload.change, item_id.change):
+        event(shown(shared.handler(handlers.query_preview)), [shared.collection, upload, item_id], preview,
+              api_visibility="private")
     fn, inputs = shared.handler(handlers.image_search), [shared.collection, upload, item_id, shared.k, shared.min_score]
     wire_search([go.click], fn, inputs, panel, shared, "image_search")
     return ImageTab(upload, item_id, panel, lambda event: wire_search([event], fn, inputs, panel, shared))
@@ -241,10 +241,9 @@ def composed_tab(shared: Controls) -> Results:
                     elem_classes="hint")
         with gr.Row():
             with gr.Column(scale=1, min_width=240):
-                upload = gr.Image(label="Reference image", type="filepath", sources=["upload", "clipboard", "webcam"],
-                                  height=240)
+                upload = gr.File(label="Reference image", file_types=["image"], type="filepath")
                 item_id = gr.Textbox(label="...or a reference item's id")
-                preview = gr.Image(label="Reference item", interactive=False, height=160, visible=False)
+                preview = gr.Image(label="Reference", interactive=False, height=200, visible=False)
                 text = gr.Textbox(label="What should change", placeholder="the same scene but at night")
                 method = gr.Radio(["sum", "slerp", "text"], value="sum", label="Method",
                                   info="sum: mix the picture and the words; slerp: turn the picture towards the "
@@ -253,8 +252,9 @@ def composed_tab(shared: Controls) -> Results:
                 go = gr.Button("Search", variant="primary")
             with gr.Column(scale=3):
                 panel = result_panel()
-    item_id.change(shown(shared.handler(handlers.item_preview)), [shared.collection, item_id], preview,
-                   api_visibility="private")
+    for event in (upload.change, item_id.change):
+        event(shown(shared.handler(handlers.query_preview)), [shared.collection, upload, item_id], preview,
+              api_visibility="private")
     wire_search([go.click, text.submit], shared.handler(handlers.composed_search),
                 [shared.collection, upload, item_id, text, method, weight, shared.k, shared.min_score],
                 panel, shared, "composed_search")
@@ -389,8 +389,8 @@ def humor_tab(shared: Controls) -> None:
             with gr.Column(scale=1, min_width=240):
                 prompt = gr.Textbox(label="Prompt", placeholder="a headline, or leave empty and give an image",
                                     interactive=ready)
-                upload = gr.Image(label="...or a prompt image (captioned first)", type="filepath",
-                                  sources=["upload", "clipboard"], height=200, interactive=ready)
+                upload = gr.File(label="...or a prompt image (captioned first)", file_types=["image"],
+                                 type="filepath", interactive=ready)
                 answers = gr.Textbox(label="Answers, one per line", lines=5, interactive=ready)
                 go = gr.Button("Score" if ready else "Score (no humor model loaded)", variant="primary",
                                interactive=ready)
