@@ -85,9 +85,11 @@ def build_app(library: Library) -> gr.Blocks:
 
 def _run_if_query(run: dict):
     """The Search tab's search, for a page opened from a link: only when the link carries a query."""
+    import gradio as gr
+
     def fn(collection, text, *rest):
         if not (text or "").strip():
-            return [], None
+            return gr.skip(), gr.skip()
         return run["fn"](collection, text, *rest)
     return fn
 

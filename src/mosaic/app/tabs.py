@@ -118,7 +118,10 @@ def shown(fn: Callable) -> Callable:
 def link_restorer(library: Library) -> Callable:
     """On page load: the collection and the query a link carries (?collection=NAME&q=TEXT)."""
     def restore(request: gr.Request):
-        return handlers.link_state(library, dict(request.query_params) if request else {})
+        params = dict(request.query_params) if request else {}
+        name, query = handlers.link_state(library, params)
+        # Without a link's values the page keeps what the visitor may already have clicked.
+        return (name if "collection" in params else gr.skip()), (query if query else gr.skip())
     return restore
 
 
