@@ -47,7 +47,7 @@ def test_every_tab_is_an_endpoint(client):
 
 
 def test_caption_search_returns_an_explained_gallery(client, flickr):
-    gallery, hits = client.predict("flickr", "a dog running on the grass", "image", 10, -1, api_name="/caption_search")
+    gallery, hits = client.predict("flickr", "a dog running on the grass", "image", 10, 0, api_name="/caption_search")
     assert len(gallery) == len(hits) == 10
     dogs = sum(any("dog" in c.lower() for c in flickr.collection.item_captions(h["row"])) for h in hits)
     assert dogs >= 6
@@ -63,19 +63,19 @@ def test_caption_search_returns_an_explained_gallery(client, flickr):
 
 def test_image_search_by_upload_and_by_id(client, flickr, flickr_dir):
     item = flickr.collection.ids()[42]
-    _, by_upload = client.predict("flickr", handle_file(str(flickr_dir / "images" / item)), "", 5, -1,
+    _, by_upload = client.predict("flickr", handle_file(str(flickr_dir / "images" / item)), "", 5, 0,
                                   api_name="/image_search")
-    _, by_id = client.predict("flickr", None, item, 5, -1, api_name="/image_search")
+    _, by_id = client.predict("flickr", None, item, 5, 0, api_name="/image_search")
     assert by_upload[0]["id"] == by_id[0]["id"] == item
     _, strict = client.predict("flickr", None, item, 5, 90, api_name="/image_search")
     assert strict[0]["id"] == item and all(h["strength"] >= 90 for h in strict)  # the minimum match cuts
 
 
 def test_omni_combines_text_filters_and_tag_weights(client):
-    _, hits = client.predict("driving", "a road", ["scene=example_02"], *no_tags(), 5, -1, api_name="/omni_search")
+    _, hits = client.predict("driving", "a road", ["scene=example_02"], *no_tags(), 5, 0, api_name="/omni_search")
     assert len(hits) == 5 and all(h["id"].startswith("example_02/") for h in hits)
     _, hits = client.predict("driving", "", ["scene=scene-0061", "scene=example_01"], "road_users:trucks", 2,
-                             None, 1, None, 1, 10, -1, api_name="/omni_search")
+                             None, 1, None, 1, 10, 0, api_name="/omni_search")
     assert {h["id"].split("/")[0] for h in hits} <= {"scene-0061", "example_01"}
     assert set(hits[0]["explanation"]["parts"]) == {"road_users:trucks"}
     assert hits[0]["score"] == pytest.approx(hits[0]["explanation"]["parts"]["road_users:trucks"], abs=1e-3)
@@ -83,7 +83,7 @@ def test_omni_combines_text_filters_and_tag_weights(client):
 
 def test_composed_search_explains_what_changed(client, flickr):
     reference = flickr.collection.ids()[3]
-    _, hits = client.predict("flickr", None, reference, "the same but on a beach", "sum", 0.5, 5, -1,
+    _, hits = client.predict("flickr", None, reference, "the same but on a beach", "sum", 0.5, 5, 0,
                              api_name="/composed_search")
     assert len(hits) == 5 and reference not in [h["id"] for h in hits]
     why = hits[0]["explanation"]
@@ -140,20 +140,20 @@ def test_bad_input_gets_a_message_and_the_server_stays_up(client, tmp_path):
     huge = tmp_path / "huge.png"
     Image.new("L", (9000, 5000)).save(huge)
     cases = [
-        (("flickr", "   ", "both", 5, -1), "/caption_search", "query is empty"),
-        (("flickr", "x" * 2000, "both", 5, -1), "/caption_search", "keep it under 1000"),
-        (("nowhere", "a dog", "both", 5, -1), "/caption_search", "nowhere"),
-        (("flickr", handle_file(str(text)), "", 5, -1), "/image_search", "file"),
-        (("flickr", handle_file(str(corrupt)), "", 5, -1), "/image_search", "photo.jpg is not an image"),
-        (("flickr", handle_file(str(huge)), "", 5, -1), "/image_search", "too large"),
-        (("flickr", None, "", 5, -1), "/image_search", "Upload an image"),
-        (("driving", "", ["scene=nowhere"], *no_tags(), 5, -1), "/omni_search", "Known values: example_01"),
+        (("flickr", "   ", "both", 5, 0), "/caption_search", "query is empty"),
+        (("flickr", "x" * 2000, "both", 5, 0), "/caption_search", "keep it under 1000"),
+        (("nowhere", "a dog", "both", 5, 0), "/caption_search", "nowhere"),
+        (("flickr", handle_file(str(text)), "", 5, 0), "/image_search", "file"),
+        (("flickr", handle_file(str(corrupt)), "", 5, 0), "/image_search", "photo.jpg is not an image"),
+        (("flickr", handle_file(str(huge)), "", 5, 0), "/image_search", "too large"),
+        (("flickr", None, "", 5, 0), "/image_search", "Upload an image"),
+        (("driving", "", ["scene=nowhere"], *no_tags(), 5, 0), "/omni_search", "Known values: example_01"),
         (("driving", "scene-9999", "a car"), "/scene_search", "No scene 'scene-9999'"),
     ]
     for args, api, message in cases:
         with pytest.raises(Exception, match=message):
             client.predict(*args, api_name=api)
-    _, hits = client.predict("flickr", "a dog", "both", 3, -1, api_name="/caption_search")
+    _, hits = client.predict("flickr", "a dog", "both", 3, 0, api_name="/caption_search")
     assert len(hits) == 3
 
 
@@ -161,7 +161,7 @@ def test_demo_py_builds_and_serves_the_default_collection(tmp_path):
     port = free_port()
     env = {**os.environ, "MOSAIC_ARTIFACTS": str(tmp_path / "artifacts"), "HF_HUB_OFFLINE": "1"}
     with served([sys.executable, str(ROOT / "demo.py"), "--port", str(port)], port, env=env, cwd=tmp_path) as url:
-        _, hits = Client(url, verbose=False).predict("skimage", "a cat with green eyes", "both", 3, -1,
+        _, hits = Client(url, verbose=False).predict("skimage", "a cat with green eyes", "both", 3, 0,
                                                      api_name="/caption_search")
         with pytest.raises(Exception, match="No humor model is loaded"):
             Client(url, verbose=False).predict("a prompt", None, "an answer", api_name="/humor_score")
