@@ -40,10 +40,11 @@ def first_example(page, url: str) -> float | None:
     """Seconds from navigation to the first result after clicking the first example (None: no examples)."""
     start = time.perf_counter()
     page.goto(url)
+    page.get_by_role("tab").first.wait_for(timeout=60_000)
     example = page.locator("#examples button, #examples .gallery-item").first
     try:
-        example.wait_for(timeout=20_000)
-    except Exception:
+        example.wait_for(timeout=10_000)
+    except Exception:  # playwright's TimeoutError: a page without example queries
         return None
     example.click()
     page.wait_for_function(RESULT_TILE, timeout=120_000)
@@ -55,6 +56,7 @@ def typed_query(page, url: str, query: str) -> float:
     start = time.perf_counter()
     page.goto(url)
     box = page.get_by_label("Describe the image")
+    page.get_by_role("tab").first.wait_for(timeout=60_000)
     for tab in ("Search", "Caption"):
         if page.get_by_role("tab", name=tab, exact=True).count():
             page.get_by_role("tab", name=tab, exact=True).click()
