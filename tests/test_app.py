@@ -21,11 +21,12 @@ def driving(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(flickr, driving, humor_model):
+def server(flickr, driving, wikiart, humor_model):
     from mosaic.app import serve
 
     port = free_port()
-    demo = serve([flickr.collection.path, driving], host="127.0.0.1", port=port, block=False, humor=humor_model)
+    demo = serve([flickr.collection.path, driving, wikiart.collection.path], host="127.0.0.1", port=port,
+                 block=False, humor=humor_model)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 
@@ -46,12 +47,15 @@ def test_every_tab_is_an_endpoint(client):
 
 
 def test_caption_search_returns_an_explained_gallery(client, flickr):
-    gallery, hits = client.predict("flickr", "a dog running on the grass", "image", 10, -1, api_name="/caption_search")
+    gallery, hits = client.predict("flickr", "a dog running on the grass", "image", 10, 0, api_name="/caption_search")
     assert len(gallery) == len(hits) == 10
     dogs = sum(any("dog" in c.lower() for c in flickr.collection.item_captions(h["row"])) for h in hits)
     assert dogs >= 6
     image = Image.open(gallery[0]["image"])
-    assert max(image.size) <= 512 and gallery[0]["caption"].startswith(f"{hits[0]['score']:.3f}")
+    assert max(image.size) <= 512 and gallery[0]["caption"] == f"{hits[0]['strength']} · {hits[0]['label']}"
+    human = {c.strip().rstrip(" .") for c in flickr.collection.item_captions(hits[0]["row"])}
+    assert hits[0]["label"] in human  # labelled with a caption a person wrote
+    assert 0 < hits[-1]["strength"] <= hits[0]["strength"] <= 100
     why = hits[0]["explanation"]
     assert why["mode"] == "image" and why["query_words"][0]["word"] == "dog"
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
@@ -59,19 +63,19 @@ def test_caption_search_returns_an_explained_gallery(client, flickr):
 
 def test_image_search_by_upload_and_by_id(client, flickr, flickr_dir):
     item = flickr.collection.ids()[42]
-    _, by_upload = client.predict("flickr", handle_file(str(flickr_dir / "images" / item)), "", 5, -1,
+    _, by_upload = client.predict("flickr", handle_file(str(flickr_dir / "images" / item)), "", 5, 0,
                                   api_name="/image_search")
-    _, by_id = client.predict("flickr", None, item, 5, -1, api_name="/image_search")
+    _, by_id = client.predict("flickr", None, item, 5, 0, api_name="/image_search")
     assert by_upload[0]["id"] == by_id[0]["id"] == item
-    _, strict = client.predict("flickr", None, item, 5, 0.99, api_name="/image_search")
-    assert [h["id"] for h in strict] == [item]  # the minimum score keeps only the query itself
+    _, strict = client.predict("flickr", None, item, 5, 90, api_name="/image_search")
+    assert strict[0]["id"] == item and all(h["strength"] >= 90 for h in strict)  # the minimum match cuts
 
 
 def test_omni_combines_text_filters_and_tag_weights(client):
-    _, hits = client.predict("driving", "a road", ["scene=example_02"], *no_tags(), 5, -1, api_name="/omni_search")
+    _, hits = client.predict("driving", "a road", ["scene=example_02"], *no_tags(), 5, 0, api_name="/omni_search")
     assert len(hits) == 5 and all(h["id"].startswith("example_02/") for h in hits)
     _, hits = client.predict("driving", "", ["scene=scene-0061", "scene=example_01"], "road_users:trucks", 2,
-                             None, 1, None, 1, 10, -1, api_name="/omni_search")
+                             None, 1, None, 1, 10, 0, api_name="/omni_search")
     assert {h["id"].split("/")[0] for h in hits} <= {"scene-0061", "example_01"}
     assert set(hits[0]["explanation"]["parts"]) == {"road_users:trucks"}
     assert hits[0]["score"] == pytest.approx(hits[0]["explanation"]["parts"]["road_users:trucks"], abs=1e-3)
@@ -79,7 +83,7 @@ def test_omni_combines_text_filters_and_tag_weights(client):
 
 def test_composed_search_explains_what_changed(client, flickr):
     reference = flickr.collection.ids()[3]
-    _, hits = client.predict("flickr", None, reference, "the same but on a beach", "sum", 0.5, 5, -1,
+    _, hits = client.predict("flickr", None, reference, "the same but on a beach", "sum", 0.5, 5, 0,
                              api_name="/composed_search")
     assert len(hits) == 5 and reference not in [h["id"] for h in hits]
     why = hits[0]["explanation"]
@@ -105,7 +109,7 @@ def test_scene_search_marks_the_best_frames_on_the_timeline(client):
     best = sorted(frames, key=lambda f: -f["score"])[:3]
     assert [f for f in frames if f["match"]] == sorted(best, key=lambda f: f["id"])
     assert timeline.count("title=\"frame ") == 39 and "best matches" in timeline
-    image, info, timeline = client.predict("driving", frames, 5, api_name="/scene_frame")
+    image, info, timeline = client.predict("driving", frames, 6, api_name="/scene_frame")  # frames count from 1
     assert "scene-0061/0005" in info and "frame 6 of 39" in timeline and os.path.exists(image)
     frames, _, timeline = client.predict("flickr", "", "", api_name="/scene_search")
     assert frames == [] and "no scenes" in timeline
@@ -136,20 +140,20 @@ def test_bad_input_gets_a_message_and_the_server_stays_up(client, tmp_path):
     huge = tmp_path / "huge.png"
     Image.new("L", (9000, 5000)).save(huge)
     cases = [
-        (("flickr", "   ", "both", 5, -1), "/caption_search", "query is empty"),
-        (("flickr", "x" * 2000, "both", 5, -1), "/caption_search", "keep it under 1000"),
-        (("nowhere", "a dog", "both", 5, -1), "/caption_search", "nowhere"),
-        (("flickr", handle_file(str(text)), "", 5, -1), "/image_search", "file"),
-        (("flickr", handle_file(str(corrupt)), "", 5, -1), "/image_search", "photo.jpg is not an image"),
-        (("flickr", handle_file(str(huge)), "", 5, -1), "/image_search", "too large"),
-        (("flickr", None, "", 5, -1), "/image_search", "Upload an image"),
-        (("driving", "", ["scene=nowhere"], *no_tags(), 5, -1), "/omni_search", "Known values: example_01"),
+        (("flickr", "   ", "both", 5, 0), "/caption_search", "query is empty"),
+        (("flickr", "x" * 2000, "both", 5, 0), "/caption_search", "keep it under 1000"),
+        (("nowhere", "a dog", "both", 5, 0), "/caption_search", "nowhere"),
+        (("flickr", handle_file(str(text)), "", 5, 0), "/image_search", "file"),
+        (("flickr", handle_file(str(corrupt)), "", 5, 0), "/image_search", "photo.jpg is not an image"),
+        (("flickr", handle_file(str(huge)), "", 5, 0), "/image_search", "too large"),
+        (("flickr", None, "", 5, 0), "/image_search", "Upload an image"),
+        (("driving", "", ["scene=nowhere"], *no_tags(), 5, 0), "/omni_search", "Known values: example_01"),
         (("driving", "scene-9999", "a car"), "/scene_search", "No scene 'scene-9999'"),
     ]
     for args, api, message in cases:
         with pytest.raises(Exception, match=message):
             client.predict(*args, api_name=api)
-    _, hits = client.predict("flickr", "a dog", "both", 3, -1, api_name="/caption_search")
+    _, hits = client.predict("flickr", "a dog", "both", 3, 0, api_name="/caption_search")
     assert len(hits) == 3
 
 
@@ -157,7 +161,7 @@ def test_demo_py_builds_and_serves_the_default_collection(tmp_path):
     port = free_port()
     env = {**os.environ, "MOSAIC_ARTIFACTS": str(tmp_path / "artifacts"), "HF_HUB_OFFLINE": "1"}
     with served([sys.executable, str(ROOT / "demo.py"), "--port", str(port)], port, env=env, cwd=tmp_path) as url:
-        _, hits = Client(url, verbose=False).predict("skimage", "a cat with green eyes", "both", 3, -1,
+        _, hits = Client(url, verbose=False).predict("skimage", "a cat with green eyes", "both", 3, 0,
                                                      api_name="/caption_search")
         with pytest.raises(Exception, match="No humor model is loaded"):
             Client(url, verbose=False).predict("a prompt", None, "an answer", api_name="/humor_score")
@@ -165,36 +169,128 @@ def test_demo_py_builds_and_serves_the_default_collection(tmp_path):
     assert (tmp_path / "artifacts" / "skimage" / "manifest.json").exists()
 
 
-@pytest.mark.browser
-def test_search_in_headless_chromium(server, tmp_path):
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
     chromium = shutil.which("chromium")
     if not chromium:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(server)
-        page.get_by_role("tab", name="Caption").click()
-        page.get_by_label("Describe the image").fill("a dog running on the grass")
-        page.get_by_label("Describe the image").press("Enter")
-        thumbs = page.locator(".thumbnail-item img")
-        thumbs.first.wait_for(timeout=60_000)
-        assert thumbs.count() >= 10  # the gallery filled with the default top k (12)
-        page.locator(".thumbnail-item").first.click()
-        why = page.locator(".why")
-        why.wait_for(timeout=30_000)
-        assert "Query words" in why.inner_text() and "dog" in page.locator(".why .query-words").inner_text()
-        page.screenshot(path=tmp_path / "why.png", full_page=True)
-        page.get_by_role("tab", name="Humor").click()
-        page.get_by_label("Prompt", exact=True).fill("Senate passes the budget")
-        page.get_by_label("Answers, one per line").fill("Senate eats the budget\nSenate passes the penguin")
-        page.get_by_role("button", name="Score", exact=True).click()
-        ranked = page.locator(".humor li")
-        ranked.first.wait_for(timeout=60_000)
-        assert ranked.count() == 2 and "penguin" in page.locator(".humor").inner_text()
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield browser
         browser.close()
+
+
+def results(page):
+    """The visible result gallery's thumbnails."""
+    return page.locator(".results:visible .thumbnail-item")
+
+
+@pytest.mark.browser
+def test_search_in_headless_chromium(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server)
+    page.get_by_role("tab", name="Search").click()
+    page.get_by_label("Describe the image").fill("a dog running on the grass")
+    page.get_by_label("Describe the image").press("Enter")
+    thumbs = page.locator(".thumbnail-item img")
+    page.locator(".results .thumbnail-item img").first.wait_for(timeout=60_000)
+    assert results(page).count() >= 10  # the gallery filled with the default top k (12)
+    results(page).first.click()
+    why = page.locator(".why")
+    why.wait_for(timeout=30_000)
+    assert "Query words" in why.inner_text() and "dog" in page.locator(".why .query-words").inner_text()
+    assert "z-score" not in why.inner_text()
+    page.screenshot(path=tmp_path / "why.png", full_page=True)
+    page.get_by_role("tab", name="Humor").click()
+    page.get_by_label("Prompt", exact=True).fill("Senate passes the budget")
+    page.get_by_label("Answers, one per line").fill("Senate eats the budget\nSenate passes the penguin")
+    page.get_by_role("button", name="Score", exact=True).click()
+    ranked = page.locator(".humor li")
+    ranked.first.wait_for(timeout=60_000)
+    assert ranked.count() == 2 and "penguin" in page.locator(".humor").inner_text()
+    assert thumbs.count() >= 10
+    page.close()
     assert (tmp_path / "why.png").stat().st_size > 50_000
+
+
+@pytest.mark.browser
+def test_landing_example_gives_labelled_results_and_a_shareable_link(server, browser, flickr, tmp_path):
+    from mosaic.app import handlers
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server)
+    example = page.locator("#examples button, #examples .gallery-item").first
+    example.wait_for(timeout=60_000)
+    query = example.inner_text().strip()
+    example.click()
+    results(page).first.wait_for(timeout=60_000)
+    from playwright.sync_api import expect
+
+    expect(page.get_by_label("Describe the image")).to_have_value(query)
+    expect(page.locator(".result-note").first).to_contain_text("results · best match", timeout=30_000)
+    labels = {handlers.label(flickr, r) for r in range(len(flickr.collection))}  # human captions (handler tests)
+    strength, label = results(page).first.inner_text().strip().split(" · ", 1)
+    assert strength.isdigit() and label in labels
+    page.screenshot(path=tmp_path / "landing.png", full_page=True)
+    link = page.url
+    assert "q=" in link and "collection=flickr" in link
+    again = browser.new_page(viewport={"width": 1400, "height": 1000})
+    again.goto(link)  # the link opens the same search
+    results(again).first.wait_for(timeout=60_000)
+    expect(again.get_by_label("Describe the image")).to_have_value(query)
+    again.close()
+    page.close()
+
+
+@pytest.mark.browser
+def test_impossible_filters_explain_themselves_and_a_switch_clears_results(server, browser, wikiart, tmp_path):
+    c = wikiart.collection
+    pairs = {(c.item(r)["style"], c.item(r)["genre"]) for r in range(len(c))}
+    fields = c.filter_fields()
+    style, genre = next((s, g) for s in fields["style"] for g in fields["genre"] if (s, g) not in pairs)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server + "?collection=wikiart")
+    page.get_by_role("tab", name="Omni").click()
+    page.get_by_label("Text (optional)").fill("a painting")
+    box = page.locator("#omni-filters input")
+    for value in (f"style: {style}", f"genre: {genre}"):
+        box.click()
+        box.fill(value.split(": ")[1])
+        page.get_by_role("option", name=value, exact=True).click()
+    page.keyboard.press("Escape")
+    page.locator("#omni-go").click()
+    from playwright.sync_api import expect
+
+    expect(page.locator("div.prose.result-note:visible")).to_contain_text(
+        f"No image is style {style} and genre {genre} at once: remove a filter", timeout=60_000)
+    page.screenshot(path=tmp_path / "empty.png", full_page=True)
+    page.get_by_role("tab", name="Search").click()
+    page.get_by_label("Describe the image").fill("a portrait")
+    page.get_by_label("Describe the image").press("Enter")
+    results(page).first.wait_for(timeout=60_000)
+    page.get_by_label("Collection").click()
+    page.get_by_role("option", name="flickr").click()
+    page.wait_for_function("() => !document.querySelector('.results .thumbnail-item')", timeout=30_000)
+    assert results(page).count() == 0  # no painting left on screen under the photos' name
+    page.close()
+
+
+@pytest.mark.browser
+def test_a_phone_sees_every_tab_and_whole_gallery_columns(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 400, "height": 900})
+    page.goto(server + "?collection=flickr&q=a+dog+in+the+snow&__theme=dark")
+    results(page).first.wait_for(timeout=60_000)
+    page.screenshot(path=tmp_path / "phone.png", full_page=True)
+    for name in ("Search", "Image", "Omni", "Composed", "Browse", "Scenes", "Humor"):
+        assert page.get_by_role("tab", name=name).first.is_visible()  # none hidden behind a menu
+    grid = page.locator(".results .grid-container").first
+    boxes = [t.bounding_box() for t in results(page).all()]
+    right = grid.bounding_box()["x"] + grid.bounding_box()["width"]
+    assert all(b["x"] >= 0 and b["x"] + b["width"] <= min(right, 400) + 1 for b in boxes)  # no cut column
+    assert grid.evaluate("e => e.scrollWidth <= e.clientWidth + 1")

@@ -6,6 +6,7 @@ from PIL import Image
 
 from mosaic.app import Library, handlers, render
 from mosaic.errors import QueryError
+from mosaic.search import TAG_SCALE
 
 NO_TAGS = (None, 1, None, 1, None, 1)
 
@@ -27,12 +28,72 @@ def ids(hits):
 def test_caption_search_gallery_agrees_with_the_hits_and_the_cutoff_drops_hits(library, art):
     gallery, hits = handlers.caption_search(library, art, "a red boat", "image", 5, -1)
     assert len(gallery) == len(hits) == 5 and hits[0]["id"] == "red-boat.png"
-    assert [label for _, label in gallery] == [f"{h['score']:.3f} · {h['caption'] or h['id']}" for h in hits]
+    assert [label for _, label in gallery] == [f"{h['strength']} · {h['label']}" for h in hits]
+    assert hits[0]["label"] == "A red boat at sea by Anna Alba"  # the human caption, not the file name
     assert all(isinstance(image, Image.Image) for image, _ in gallery)
     assert hits[0]["explanation"]["mode"] == "image"
-    cutoff = (hits[1]["score"] + hits[2]["score"]) / 2
+    strengths = [h["strength"] for h in hits]
+    assert strengths == sorted(strengths, reverse=True) and 0 < strengths[0] <= 100
+    cutoff = strengths[1]
     gallery, kept = handlers.caption_search(library, art, "a red boat", "image", 5, cutoff)
-    assert ids(kept) == ids(hits[:2]) and len(gallery) == 2
+    assert ids(kept) == [h["id"] for h in hits if h["strength"] >= cutoff] and len(gallery) == len(kept) >= 2
+    assert handlers.caption_search(library, art, "a red boat", "image", 5, 0)[1] == hits
+
+
+def test_labels_prefer_human_captions_then_titles_then_generated_captions(library, art, tiny):
+    row = tiny.row("black-cat.png")
+    assert handlers.label(tiny, row) == "A black cat by Bruno Berg"
+    meta = {"id": "x", "title": "Sunflowers", "artist": "vincent-van-gogh", "caption": "a photo of a vase"}
+    no_human = type("S", (), {"collection": type("C", (), {"first_human_caption": {}, "manifest": tiny.collection.manifest,
+                                                             "item": lambda self, r: meta})()})()
+    assert handlers.label(no_human, 0) == "Sunflowers, Vincent Van Gogh"
+    assert handlers.label(no_human, 0, metadata={"id": "x", "caption": "a photo of a vase"}) == "a vase"
+    assert handlers.label(no_human, 0, metadata={"id": "x"}) == "x"
+
+
+def test_the_landing_offers_examples_from_the_collection_a_summary_and_a_strip(library, art, drive):
+    examples = handlers.example_queries(library[art])
+    assert 1 <= len(examples) <= handlers.EXAMPLES and len(set(examples)) == len(examples)
+    captions = {c.lower() for r in range(12) for c in library[art].collection.item_captions(r)}
+    assert all(e in captions for e in examples)  # taken from the collection's own captions
+    assert handlers.example_query(library, art, 0) == examples[0]
+    with pytest.raises(QueryError, match="example"):
+        handlers.example_query(library, art, 99)
+    _, hits = handlers.caption_search(library, art, examples[0], "both", 5, 0)
+    assert hits  # every example finds something
+    assert "12 images" in handlers.summary(library[art]) and "`fake`" in handlers.summary(library[art])
+    assert "2 driving scenes" in handlers.summary(library[drive.collection.name])
+    strip = handlers.collection_strip(library[art])
+    assert len(strip) == handlers.STRIP and all(isinstance(image, Image.Image) for image, _ in strip)
+    assert handlers.strip_item(library, art, 0) == library[art].collection.ids()[0]
+    assert handlers.link_state(library, {"collection": art, "q": "a boat"}) == (art, "a boat")
+    assert handlers.link_state(library, {"collection": "nowhere"}) == (art, "")
+
+
+def test_empty_results_say_why_and_what_to_change(library, art):
+    _, hits = handlers.caption_search(library, art, "a red boat", "both", 5, 101)
+    assert hits == []
+    assert "lower the minimum match" in handlers.result_note(library, art, 101, hits)
+    impossible = ["style=Cubism", "genre=animal"]
+    assert handlers.omni_search(library, art, "boat", impossible, *NO_TAGS, 5, 0)[1] == []
+    note = handlers.result_note(library, art, 0, [], impossible)
+    assert note.startswith("No image is style Cubism and genre animal at once: remove a filter")
+    _, items, page, info = handlers.browse(library, art, impossible, 1)
+    assert items == [] and page == 1 and "remove a filter" in info
+    _, hits = handlers.caption_search(library, art, "a red boat", "both", 5, 0)
+    assert handlers.result_note(library, art, 0, hits).startswith(f"5 results · best match {hits[0]['strength']}/100")
+    assert handlers.result_note(library, art, 0, None) == ""
+
+
+def test_results_export_as_csv(library, art, tmp_path):
+    import csv
+
+    _, hits = handlers.caption_search(library, art, "a red boat", "both", 3, 0)
+    path = handlers.export_csv(hits, tmp_path)
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["id"] for r in rows] == ids(hits) and rows[0]["label"] == hits[0]["label"]
+    assert rows[0]["match"] == str(hits[0]["strength"]) and rows[0]["style"] == hits[0]["metadata"]["style"]
 
 
 def test_omni_ors_values_of_a_field_ands_fields_and_sums_tag_weights(library, art, tiny):
@@ -44,7 +105,7 @@ def test_omni_ors_values_of_a_field_ands_fields_and_sums_tag_weights(library, ar
     _, once = handlers.omni_search(library, art, "", [], tag, 1.5, None, 1, None, 1, 12, -1)
     assert ids(twice) == ids(once)
     top = twice[0]
-    assert top["explanation"]["parts"] == {tag: pytest.approx(1.5 * tiny.tag_z[top["row"], 0], abs=1e-3)}
+    assert top["explanation"]["parts"] == {tag: pytest.approx(1.5 * TAG_SCALE * tiny.tag_z[top["row"], 0], abs=1e-3)}
 
 
 def test_image_search_by_item_id_and_by_upload(library, art, tmp_path):
@@ -52,10 +113,15 @@ def test_image_search_by_item_id_and_by_upload(library, art, tmp_path):
     assert by_id[0]["id"] == "blue-lake.png" and by_id[0]["score"] == pytest.approx(1, abs=1e-4)
     upload = tmp_path / "query.png"
     picture("yellow", "blue").save(upload)
-    _, by_upload = handlers.image_search(library, art, str(upload), "", 3, 0.99)
-    assert ids(by_upload) == ["yellow-sun.png"]
+    _, by_upload = handlers.image_search(library, art, str(upload), "", 3, 0)
+    assert ids(by_upload)[0] == "yellow-sun.png" and by_upload[0]["strength"] > by_upload[-1]["strength"]
     with pytest.raises(QueryError, match="Upload an image"):
         handlers.image_search(library, art, None, "  ", 3, -1)
+    assert isinstance(handlers.query_preview(library, art, str(upload), ""), Image.Image)
+    assert isinstance(handlers.query_preview(library, art, None, "blue-lake.png"), Image.Image)
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert handlers.query_preview(library, art, str(tmp_path / "notes.txt"), "") is None
+    assert handlers.query_preview(library, art, None, "nowhere.png") is None
 
 
 def test_browse_pages_and_clamps_the_page(library, art, monkeypatch):
@@ -64,7 +130,7 @@ def test_browse_pages_and_clamps_the_page(library, art, monkeypatch):
     assert [len(items) for _, items, _, _ in pages] == [5, 5, 2]
     assert len({d["id"] for _, items, _, _ in pages for d in items}) == 12
     grid, items, number, info = pages[0]
-    assert [label for _, label in grid] == ids(items) and number == 1 and info == "Page 1 of 3 · 12 items"
+    assert [label for _, label in grid] == [d["label"] for d in items] and number == 1 and info == "Page 1 of 3 · 12 items"
     assert handlers.browse(library, art, [], 99)[2:] == (3, "Page 3 of 3 · 12 items")
     assert handlers.browse(library, art, [], None)[2] == 1
     _, rococo, _, info = handlers.browse(library, art, ["style=Rococo"], 1)
@@ -75,7 +141,7 @@ def test_browse_pages_and_clamps_the_page(library, art, monkeypatch):
 def test_item_details(library, art):
     image, text, item = handlers.item_details(library, art, "black-cat.png")
     assert isinstance(image, Image.Image) and item["id"] == "black-cat.png"
-    assert item["metadata"]["title"] == "A black cat" and "### black-cat.png" in text and "A black cat" in text
+    assert item["metadata"]["title"] == "A black cat" and "### A black cat by Bruno Berg" in text and "id: black-cat.png" in text
     assert handlers.item_details(library, art, "  ") == (None, "", None)
 
 
@@ -91,19 +157,22 @@ def test_scene_search_marks_the_best_frames_and_plays_them(library, drive):
     frames, timeline = handlers.scene_search(library, name, "city", "red")
     assert [f["id"] for f in frames] == [f"city/{i:04d}" for i in range(6)]
     assert [f["id"] for f in frames if f["match"]] == ["city/0000", "city/0001", "city/0004"]
-    assert timeline.count('title="frame ') == 6 and "best matches: frames 0, 1, 4" in timeline
-    image, info, timeline = handlers.scene_frame(library, name, frames, 4)
+    assert timeline.count('title="frame ') == 6 and "best matches: frames 1, 2, 5" in timeline  # counted from 1
+    best = handlers.best_frame(frames)
+    assert frames[best - 1]["score"] == max(f["score"] for f in frames) and f"frame {best} of 6" in timeline
+    image, info, timeline = handlers.scene_frame(library, name, frames, 5)
     assert isinstance(image, Image.Image) and "city/0004" in info and "frame 5 of 6" in timeline
     assert "frame 6 of 6" in handlers.scene_frame(library, name, frames, 99)[2]
     frames, timeline = handlers.scene_search(library, name, "coast", "")
     assert len(frames) == 3 and not any(f["match"] for f in frames) and "search the scene" in timeline
+    assert handlers.best_frame(frames) == 1
     assert handlers.choices(library, name)["scenes"] == ["city", "coast"]
 
 
 def test_scene_search_without_scenes_says_so(library, art):
     assert handlers.scene_search(library, art, None, "") == ([], render.NO_SCENES)
     assert "no scenes" in render.NO_SCENES
-    assert handlers.scene_frame(library, art, [], 0) == (None, "", "")
+    assert handlers.scene_frame(library, art, [], 0) == (None, render.NO_SCENES_TEXT, "")
 
 
 def test_unknown_collections_and_empty_queries_are_query_errors(library, art):
@@ -120,7 +189,7 @@ def test_why_html_escapes_hostile_text():
                    "caption_words": [{"word": hostile, "similarity": 0.3}], "tags": [{"tag": hostile, "score": 1.0}],
                    "tags_up": [{"tag": hostile, "change": 1.0}], "tags_down": [], "captions": [hostile]}
     page = render.why_html([{"id": hostile, "score": 0.9, "explanation": explanation}], 0)
-    assert "<img" not in page and page.count("&lt;img src=x onerror=alert(1)&gt;") == 8
+    assert "<img" not in page and page.count("&lt;img src=x onerror=alert(1)&gt;") == 10
     assert "<img" not in render.details_markdown({"id": hostile, "caption": hostile, "captions": [hostile],
                                                   "tags": [], "metadata": {"title": hostile}})
     assert render.why_html([], 0) == "<p>Select a result to see why it matched.</p>"
@@ -130,3 +199,18 @@ def test_humor_without_a_model_says_how_to_get_one(library):
     with pytest.raises(QueryError, match="No humor model is loaded") as error:
         handlers.humor_score(library, "a prompt", None, "an answer")
     assert "<" not in str(error.value) and ">" not in str(error.value)
+
+
+def test_explanations_keep_only_tags_that_raise_the_score():
+    tags = [{"tag": "objects:dog", "score": 8.7}, {"tag": "mood:calm", "score": 3.0}, {"tag": "objects:cat", "score": 2.3},
+            {"tag": "objects:horse", "score": 0.5}]
+    explanation = {"mode": "image", "tags": tags}
+    page = render.why_html([{"id": "a", "label": "A dog", "score": 0.9, "strength": 80, "explanation": explanation}], 0)
+    assert ">dog <small>" in page and "calm (mood)" in page and "cat" not in page and "horse" not in page
+    assert "match 80/100" in page and "A dog" in page
+    assert "z-score" not in page and " sd" not in page
+    parts = render.parts_bar({"text": 1.5, "style:Baroque": -0.5})
+    assert "width:75.0%" in parts and "width:25.0%" in parts
+    text = render.details_markdown({"id": "a", "caption": "", "captions": [], "metadata": {},
+                                    "tags": [{"tag": "up", "z": 1.5}, {"tag": "down", "z": -0.2}]})
+    assert "up" in text and "down" not in text and "sd" not in text

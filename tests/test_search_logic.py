@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from mosaic.errors import CollectionError, QueryError
+from mosaic.search import TAG_SCALE
 
 
 def titles(hits):
@@ -41,7 +42,8 @@ def test_omni_adds_z_scored_text_and_tag_weights(tiny):
     for hits in (text_only, weighted):
         parts = np.array([sum(h.explanation["parts"].values()) for h in hits])
         np.testing.assert_allclose(parts, [h.score for h in hits], atol=1e-3)
-    assert weighted[0].explanation["parts"][tag] == pytest.approx(2.0 * tiny.tag_z[weighted[0].row, 0], abs=1e-3)
+    assert weighted[0].explanation["parts"][tag] == pytest.approx(2.0 * TAG_SCALE * tiny.tag_z[weighted[0].row, 0],
+                                                                abs=1e-3)
     with pytest.raises(QueryError, match="Unknown tag"):
         tiny.omni("red", tag_weights={"style:vaporwave": 1})
     with pytest.raises(QueryError, match="Give a text"):
@@ -139,3 +141,23 @@ def test_pages_follow_each_other(tiny):
         tiny.text_to_image("red", offset=-1)
     with pytest.raises(QueryError, match="up to the 1000th"):
         tiny.text_to_image("red", k=10, offset=995)
+
+
+def test_match_strength_is_zero_at_the_collection_mean_and_full_four_sd_above():
+    from mosaic.strength import FULL, match_strength, reference_rows
+
+    reference = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    mean, sd = reference.mean(), reference.std()
+    assert list(match_strength([mean, mean - sd, mean + FULL / 2 * sd, mean + 10 * sd], reference)) == [0, 0, 50, 100]
+    assert list(match_strength([0.9], [0.5])) == [0]  # no distribution to place it on
+    assert list(reference_rows(5)) == [0, 1, 2, 3, 4]
+    sample = reference_rows(10_000, size=100)
+    assert len(set(sample)) == 100 and list(sample) == list(reference_rows(10_000, size=100))
+
+
+def test_every_mode_gives_hits_a_strength_on_one_scale(tiny):
+    for hits in (tiny.text_to_image("red", k=12, target="both"), tiny.image_to_image("blue-lake.png", k=12),
+                 tiny.omni("red", k=12, tag_weights={tiny.collection.tag_names[0]: 1.0})):
+        strengths = [h.strength for h in hits]
+        assert all(0 <= s <= 100 for s in strengths) and strengths == sorted(strengths, reverse=True)
+        assert strengths[0] > 0 and strengths[-1] == 0 and hits[0].to_dict()["strength"] == strengths[0]

@@ -427,6 +427,15 @@ class Collection:
         """The rows of the captions written by people (not generated), in caption order."""
         return np.flatnonzero(np.asarray(self.captions["kind"].to_pylist()) == "human")
 
+    @cached_property
+    def first_human_caption(self) -> dict[int, str]:
+        """The first caption written by a person for every item that has one, by item row."""
+        out: dict[int, str] = {}
+        texts = self.captions["text"]
+        for i in self.human_captions:
+            out.setdefault(int(self.caption_items[i]), texts[int(i)].as_py())
+        return out
+
     def filter_fields(self) -> dict[str, list]:
         """Metadata fields usable as filters, with their values (fields with few distinct values)."""
         out, skip = {}, self.manifest.source_fields.not_filters()

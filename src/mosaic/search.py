@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import dedup, query
+from . import dedup, query, strength
 from .collection import EMBEDDINGS, Collection
 from .errors import CollectionError, QueryError
 from .index import AnnoyIndex, ExactIndex, ShardedIndex
@@ -23,6 +23,7 @@ from .util import STOPWORDS, leave_one_out, words
 
 TARGETS = ("image", "caption", "both")
 MAX_K = 1000  # hits per query
+TAG_SCALE = 0.5  # omni: a tag of weight 1 counts half as much as the text (a tag nudges, the text leads)
 EXPLAINED = 50  # hits that get the costly parts of an explanation (query and caption words)
 
 
@@ -36,9 +37,10 @@ class Hit:
     metadata: dict
     caption: str = ""
     explanation: dict = field(default_factory=dict)
+    strength: int = 0  # the score as a match strength, 0-100 (see mosaic.strength)
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "score": round(self.score, 4), "caption": self.caption,
+        return {"id": self.id, "score": round(self.score, 4), "strength": self.strength, "caption": self.caption,
                 "metadata": self.metadata, "explanation": self.explanation}
 
 
@@ -66,6 +68,7 @@ class SearchService:
         self.annoy = {name: AnnoyIndex(c.files.annoy(name), c.image_emb.shape[1]) for name in EMBEDDINGS} if use_annoy else {}
         self.tag_mean, self.tag_std = c.tags.mean(0), np.maximum(c.tags.std(0), 1e-6)
         self.tag_z = (c.tags - self.tag_mean) / self.tag_std
+        self.reference = strength.reference_rows(len(c))  # the rows every query is calibrated on
 
     # ---- queries -------------------------------------------------------------------------
     def image_to_image(self, image: Image.Image | str | int, k: int = 10, filters: dict | None = None,
@@ -78,7 +81,7 @@ class SearchService:
         q = self._image_query(image)
         scores, rows = self._search("image", q, n, self.collection.filter_rows(filters))
         rows, scores, _ = self._page(rows, scores, {}, k, offset, distinct)
-        hits = self._hits(rows, scores)
+        hits = self._rate(self._hits(rows, scores), self.exact["image"].scores(q, self.reference)[0])
         for h in hits:
             h.explanation = {"mode": "image", "tags": self._shared_tags(q, h.row)}
         return hits
@@ -100,16 +103,17 @@ class SearchService:
             rows, scores = cand[order], total[order]
             parts = {name: v[order] for name, v in parts.items()}
         rows, scores, parts = self._page(rows, scores, parts, k, offset, distinct)
-        hits = self._hits(rows, scores)
+        hits = self._rate(self._hits(rows, scores), self._match(terms, self.reference, target)[0])
         self._explain(text, q, hits, parts, mode=target)
         return hits
 
     def omni(self, text: str = "", k: int = 10, filters: dict | None = None,
              tag_weights: dict[str, float] | None = None, offset: int = 0, distinct: bool = False) -> list[Hit]:
-        """Free text + filters + tag weights, fused: score = z(text match) + sum_t w_t * z(tag t).
+        """Free text + filters + tag weights, fused: score = z(text match) + TAG_SCALE * sum_t w_t * z(tag t).
 
-        Both parts are z-scored over the candidate items so a tag weight of 1 counts as much as
-        the text; text match is the mean of image and caption similarity."""
+        Both parts are z-scored over the candidate items, so they share one scale; a tag of weight
+        1 counts half as much as the text, so it cannot outrank a strong text match on its own
+        (weight 2 makes it the text's equal). Text match is the mean of image and caption similarity."""
         n, tag_weights = self._fetch(k, offset, distinct), query.tag_weights((tag_weights or {}).items())
         unknown = [t for t in tag_weights if t not in self.collection.tag_names]
         if unknown:
@@ -123,19 +127,26 @@ class SearchService:
             cand = np.unique(self.annoy["omni"].search(q, max(n * 20, 1000))[1][0])
         else:
             cand = np.arange(len(self.collection)) if rows_allowed is None else rows_allowed
+        if not len(cand):
+            return []
         parts: dict[str, np.ndarray] = {}
         total = np.zeros(len(cand), np.float32)
+        ref = np.zeros(len(self.reference), np.float32)  # the same score over the calibration rows
         if q is not None:
-            parts["text"] = _z(self._match(terms, cand, "both")[0])
+            match = self._match(terms, cand, "both")[0]
+            mean, sd = float(match.mean()), max(float(match.std()), 1e-6)
+            parts["text"] = ((match - mean) / sd).astype(np.float32)
             total += parts["text"]
+            ref += (self._match(terms, self.reference, "both")[0] - mean) / sd
         for tag, w in tag_weights.items():
             col = self.collection.tag_names.index(tag)
-            parts[tag] = w * self.tag_z[cand, col]
+            parts[tag] = TAG_SCALE * w * self.tag_z[cand, col]
             total += parts[tag]
+            ref += TAG_SCALE * w * self.tag_z[self.reference, col]
         order = np.argsort(-total)[:n]
         rows, scores, parts = self._page(cand[order], total[order], {p: v[order] for p, v in parts.items()}, k, offset,
                                          distinct)
-        hits = self._hits(rows, scores)
+        hits = self._rate(self._hits(rows, scores), ref)
         self._explain(text, q, hits, parts, mode="omni")
         return hits
 
@@ -145,7 +156,7 @@ class SearchService:
         k = _check_k(k)
         scores, rows = self._search("image", q, k + len(exclude), None)
         keep = [i for i, row in enumerate(rows) if row not in exclude][:k]
-        return self._hits(rows[keep], scores[keep])
+        return self._rate(self._hits(rows[keep], scores[keep]), self.exact["image"].scores(q, self.reference)[0])
 
     def tag_profile(self, vectors: np.ndarray) -> np.ndarray:
         """Tag z-scores of embeddings, on the same scale as the collection's items."""
@@ -162,7 +173,7 @@ class SearchService:
             return self._hits(rows, np.zeros(len(rows)))
         terms = self.terms(text)
         scores, parts = self._match(terms, rows, "image")
-        hits = self._hits(rows, scores)
+        hits = self._rate(self._hits(rows, scores), self._match(terms, self.reference, "image")[0])
         self._explain(text, _combine(terms), hits, parts, mode="image")
         return hits
 
@@ -302,6 +313,13 @@ class SearchService:
             out.append(Hit(int(row), meta.pop("id"), float(score), meta, caption))
         return out
 
+    @staticmethod
+    def _rate(hits: list[Hit], reference: np.ndarray) -> list[Hit]:
+        """Give every hit its match strength against the query's scores over the calibration rows."""
+        for h, s in zip(hits, strength.match_strength([h.score for h in hits], reference)):
+            h.strength = int(s)
+        return hits
+
     def _shared_tags(self, q: np.ndarray, row: int, n: int = 3) -> list[dict]:
         """Tags that both the query and the hit lean towards (query tag score x hit tag z-score)."""
         c = self.collection
@@ -390,6 +408,3 @@ def _check_k(k) -> int:
         raise QueryError(f"Ask for 1 to {MAX_K} results (got {k}).")
     return int(k)
 
-
-def _z(x: np.ndarray) -> np.ndarray:
-    return ((x - x.mean()) / max(float(x.std()), 1e-6)).astype(np.float32)

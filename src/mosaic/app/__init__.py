@@ -17,38 +17,81 @@ if TYPE_CHECKING:
 __all__ = ["Library", "build_app", "serve"]
 
 
+CSS = """
+.hint p { margin: 0; color: var(--body-text-color-subdued); }
+.results .caption-label { white-space: normal; max-width: 100%; display: -webkit-box; -webkit-line-clamp: 2;
+                          -webkit-box-orient: vertical; overflow: hidden; }
+.strip .grid-container { grid-template-columns: none !important; grid-auto-flow: column;
+                         grid-auto-columns: minmax(110px, 1fr); grid-template-rows: 130px !important; }
+.strip .grid-wrap { overflow-x: auto; overflow-y: hidden; }
+@media (max-width: 640px) {
+  .results .grid-container { grid-template-columns: repeat(2, minmax(80px, 1fr)) !important; }
+}
+"""
+
+
 def build_app(library: Library) -> gr.Blocks:
-    """The app over the library's collections (the first one shown first)."""
+    """The app over the library's collections (the first one shown first): a line about the
+    collection and a strip of its images, then the tabs, text search first with example queries.
+    A link with ?collection=NAME&q=TEXT opens that search."""
     # Gradio loads with the first app, not with the package: the handlers and their tests run without it.
     import gradio as gr
 
     from . import tabs
 
     names = list(library.services)
+    first = library[names[0]]
     with gr.Blocks(title="Mosaic", analytics_enabled=False) as demo:
-        gr.Markdown("# Mosaic\nSearch an image collection by image, by text, or by text with filters and "
-                    "tags; browse it; play its driving scenes; rate how funny answers are. Click a result to see "
-                    "why it matched.")
-        with gr.Row():
-            collection = gr.Dropdown(names, value=names[0], label="Collection", scale=2)
-            k = gr.Slider(1, 50, value=12, step=1, label="Results (top k)", scale=2)
-            min_score = gr.Slider(-1, 1, value=-1, step=0.01, label="Minimum score (-1 keeps all)", scale=2)
+        gr.HTML("", head=f"<style>{CSS}</style>", js_on_load=None, elem_classes="page-style")
+        gr.Markdown("# Mosaic\nFind images by describing them, by showing one, or by browsing. "
+                    "Click a result to see why it matched.")
+        with gr.Row(equal_height=True):
+            collection = gr.Dropdown(names, value=names[0], label="Collection", scale=2, min_width=160)
+            k = gr.Slider(1, 100, value=12, step=1, label="Results", scale=2, min_width=160)
+            min_score = gr.Slider(0, 100, value=0, step=1, label="Minimum match", scale=2, min_width=160,
+                                  info="0 keeps all; 25 keeps what stands out from the collection")
+        about = gr.Markdown(handlers.summary(first))
+        strip = gr.Gallery(handlers.collection_strip(first), columns=8, rows=1, height=170, allow_preview=False,
+                           object_fit="cover", show_label=False, format="jpeg", elem_classes="strip")
         shared = tabs.Controls(library, collection, k, min_score, handlers.choices(library, names[0]))
-        with gr.Tabs() as tab_row:
+        with gr.Tabs(overflow_behavior="wrap") as tab_row:
+            search = tabs.search_tab(shared)
             image = tabs.image_tab(shared)
-            tabs.caption_tab(shared)
-            omni_filters, omni_tags = tabs.omni_tab(shared)
-            tabs.composed_tab(shared)
+            omni_filters, omni_tags, omni = tabs.omni_tab(shared)
+            composed = tabs.composed_tab(shared)
             browse = tabs.browse_tab(shared)
             scenes = tabs.scenes_tab(shared)
             tabs.humor_tab(shared)
         image.search_after(browse.similar.click(lambda i: (i, None, gr.Tabs(selected="image")), browse.item_id,
                                                 [image.item_id, image.upload, tab_row], api_visibility="private").then)
-        collection.change(shared.handler(tabs.on_collection), collection,
-                          [omni_filters, browse.filters, *omni_tags, scenes.scene, browse.page],
-                          api_visibility="private").then(**browse.show)
-        demo.load(**browse.show).then(**scenes.load).then(**scenes.show)
+        image.search_after(strip.select(tabs.strip_picker(library), collection, [image.item_id, image.upload, tab_row],
+                                        api_visibility="private").then)
+        panels = [search.panel, image.panel, omni, composed]
+        cleared = [c for p in panels for c in (p.grid, p.hits, p.why, p.note, p.download)]
+        reset = dict(fn=shared.handler(tabs.on_collection), inputs=collection,
+                     outputs=[about, strip, search.examples, omni_filters, browse.filters, *omni_tags, scenes.scene,
+                              scenes.go, browse.page], api_visibility="private")
+        clear = dict(fn=lambda: sum((p.cleared() for p in panels), ()), inputs=None, outputs=cleared,
+                     api_visibility="private")
+        collection.input(**reset).then(**clear).then(**browse.show)
+        opened = demo.load(tabs.link_restorer(library), None, [collection, search.text], api_visibility="private")
+        opened.then(**reset).then(**browse.show).then(**scenes.load).then(**scenes.show)
+        opened.then(
+            _run_if_query(search.run), search.run["inputs"], search.run["outputs"], api_visibility="private").then(
+            shared.handler(handlers.result_note), [collection, min_score, search.panel.hits], search.panel.note,
+            api_visibility="private")
     return demo
+
+
+def _run_if_query(run: dict):
+    """The Search tab's search, for a page opened from a link: only when the link carries a query."""
+    import gradio as gr
+
+    def fn(collection, text, *rest):
+        if not (text or "").strip():
+            return gr.skip(), gr.skip()
+        return run["fn"](collection, text, *rest)
+    return fn
 
 
 def serve(paths: list[str | Path], host: str | None = None, port: int | None = None,

@@ -5,13 +5,14 @@ those into Gradio components and messages, so these run and are tested without a
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from ..composed import ComposedSearch
-from ..errors import CollectionError, QueryError
+from ..errors import CollectionError, MosaicError, QueryError
 from ..humor.model import HumorModel
 from ..models import caption_images
 from ..query import parse_filters, tag_weights
@@ -49,6 +50,85 @@ class Library:
         return self.services[name]
 
 
+def label(service: SearchService, row: int, caption: str = "", metadata: dict | None = None) -> str:
+    """What a person reads under an item: its human caption, else its title (and artist), else its
+    generated caption, else its id."""
+    c = service.collection
+    human = c.first_human_caption.get(int(row))
+    if human:  # Flickr8k's captions are tokenised: "a dog runs ." reads "a dog runs"
+        return re.sub(r"\s+([.,!?;:])", r"\1", human).strip().rstrip(".").strip()
+    meta = c.item(int(row)) if metadata is None else metadata
+    title_field = c.manifest.source_fields.title
+    title = str(meta.get(title_field) or "").strip() if title_field else ""
+    if title:
+        artist = str(meta.get("artist") or "").strip().replace("-", " ")
+        return f"{title}, {artist.title()}" if artist else title
+    generated = re.sub(r"^an? (photo|picture|image) of ", "", (caption or meta.get("caption") or "").strip())
+    return generated or str(meta.get("id", row))
+
+
+def summary(service: SearchService) -> str:
+    """One line about a collection for the landing: its size, captions, model and scenes."""
+    c = service.collection
+    encoder = c.manifest.models.get("encoder", "?")
+    offline = encoder.split(":")[0] == "lite"
+    model = (f"model `{encoder}` (offline and approximate: image labels matched as text)" if offline
+             else f"model `{encoder}`")
+    parts = [f"**{render.md_text(c.name)}**: {len(c):,} images"]
+    if len(c.human_captions):
+        parts.append(f"{len(c.human_captions):,} captions written by people")
+    if c.scenes:
+        parts.append(f"{len(c.scenes)} driving scenes")
+    return " · ".join(parts + [model])
+
+
+EXAMPLES = 4
+
+
+def example_queries(service: SearchService, n: int = EXAMPLES) -> list[str]:
+    """A few queries to start from, taken from the collection itself: short human captions, else
+    metadata (genre and style), else the first label of generated captions."""
+    c, out = service.collection, []
+
+    def add(text: str) -> None:
+        text = re.sub(r"\s+", " ", text).strip().rstrip(".").lower()
+        if text and text not in out and len(out) < n:
+            out.append(text)
+    human = c.human_captions
+    if len(human):
+        short = [int(i) for i in human if 3 <= len(c.captions["text"][int(i)].as_py().split()) <= 7]
+        for i in (short or list(human))[::max(1, len(short or human) // (3 * n))]:
+            add(c.captions["text"][i].as_py())
+        return out
+    fields = c.filter_fields()
+    if "genre" in fields and "style" in fields:
+        for genre, style in zip(fields["genre"], reversed(fields["style"])):
+            add(f"a {str(genre).replace('_', ' ')} in the style of {str(style).replace('_', ' ')}")
+    for row in range(0, len(c), max(1, len(c) // (3 * n))):
+        caption = re.sub(r"^a photo of ", "", c.item(row).get("caption") or "")
+        add(re.split(r",| or ", caption)[0])
+    return out
+
+
+STRIP = 8  # images in the strip under the collection's summary
+
+
+def strip_rows(service: SearchService, n: int = STRIP) -> list[int]:
+    """The rows of the strip: `n` items spread evenly over the collection."""
+    return sorted({int(r) for r in np.linspace(0, len(service.collection) - 1, min(n, len(service.collection)))})
+
+
+def collection_strip(service: SearchService) -> Gallery:
+    """A glimpse of the collection: a few items spread over it, with their labels."""
+    return [(service.collection.thumbnail(r), label(service, r)) for r in strip_rows(service)]
+
+
+def strip_item(library: Library, collection: str, index: int) -> str:
+    """The id of the strip's image clicked."""
+    service = library[collection]
+    return service.collection.ids()[strip_rows(service)[int(index)]]
+
+
 def filter_choices(service: SearchService) -> list[str]:
     """Every `field=value` filter the collection offers."""
     return [f"{field}={value}" for field, values in service.collection.filter_fields().items() for value in values]
@@ -58,15 +138,86 @@ def choices(library: Library, collection: str) -> dict[str, list[str]]:
     """What the controls offer for a collection: its filters, its tags and its scenes."""
     service = library[collection]
     return {"filters": filter_choices(service), "tags": list(service.collection.tag_names),
-            "scenes": list(service.collection.scenes)}
+            "scenes": list(service.collection.scenes), "examples": example_queries(service)}
 
 
-def results(service: SearchService, hits: list[Hit], min_score: float) -> tuple[Gallery, list[dict]]:
-    """A gallery and the hits as JSON (with their explanations), below `min_score` left out
-    (-1, the slider's left end, keeps everything)."""
-    rows = [{"row": h.row, **h.to_dict()} for h in hits if min_score <= -1 or h.score >= min_score]
-    return [(service.collection.thumbnail(h["row"]), f"{h['score']:.3f} · {h['caption'] or h['id']}")
-            for h in rows], rows
+def link_state(library: Library, params: dict) -> tuple[str, str]:
+    """The collection and query a link's parameters name (?collection=NAME&q=TEXT): an unknown or
+    missing collection opens the first one."""
+    name = params.get("collection")
+    return (name if name in library.services else next(iter(library.services))), str(params.get("q") or "")[:1000]
+
+
+def example_query(library: Library, collection: str, index: int | None) -> str:
+    """The example query clicked (by its place in `example_queries`)."""
+    examples = example_queries(library[collection])
+    if index is None or not 0 <= int(index) < len(examples):
+        raise QueryError("That example is gone: the collection changed. Pick one of the examples shown.")
+    return examples[int(index)]
+
+
+def query_preview(library: Library, collection: str, upload: str | None,
+                  item_id: str | None) -> Image.Image | None:
+    """The query or reference image as the search will read it: the upload, else the item an id
+    names; None while there is none (a file that is no image gets its message at search time)."""
+    if upload:
+        try:
+            image = read_query_image(upload)
+        except MosaicError:
+            return None
+        image.thumbnail((512, 512))
+        return image
+    service = library[collection]
+    row = service.collection.rows_by_id.get((item_id or "").strip())
+    return None if row is None else service.collection.thumbnail(row)
+
+
+def results(service: SearchService, hits: list[Hit], min_match: float | None) -> tuple[Gallery, list[dict]]:
+    """A gallery (each image labelled with its match strength and what a person reads: see
+    `label`) and the hits as JSON (with their explanations and labels); hits whose match
+    strength (0-100, see mosaic.strength) is below `min_match` are left out."""
+    rows = [{"row": h.row, **h.to_dict(), "label": label(service, h.row, h.caption, {"id": h.id, **h.metadata})}
+            for h in hits if h.strength >= (min_match or 0)]
+    return [(service.collection.thumbnail(h["row"]), f"{h['strength']} · {h['label']}") for h in rows], rows
+
+
+def _filter_words(filters: list[str] | None) -> str:
+    return " and ".join(f.replace("=", " ") for f in filters or [])
+
+
+def result_note(library: Library, collection: str, min_match: float | None, hits: list[dict] | None,
+                filters: list[str] | None = None) -> str:
+    """A line above the results: how many and how strong; for no result, why and what to change."""
+    if hits:
+        return (f"{len(hits)} results · best match {hits[0]['strength']}/100 "
+                f"(0 = an average image of the collection for this query)")
+    if hits is None:
+        return ""
+    if filters:
+        rows = library[collection].collection.filter_rows(parse_filters(filters))
+        if rows is not None and not len(rows):
+            return (f"No image is {_filter_words(filters)} at once: remove a filter "
+                    f"(values of one field add up, different fields must all match).")
+    if (min_match or 0) > 0:
+        return f"No result reaches a match of {min_match:.0f}: lower the minimum match (0 keeps every result)."
+    return "Nothing matched: try other words, or remove a filter."
+
+
+def export_csv(hits: list[dict], folder: str | Path | None = None) -> str:
+    """The results as a CSV file (rank, id, label, match strength, score, caption, metadata);
+    returns its path (in a fresh temporary folder unless `folder` is given)."""
+    import csv
+    import tempfile
+
+    meta = sorted({k for h in hits for k in h.get("metadata", {})})
+    path = Path(folder or tempfile.mkdtemp(prefix="mosaic-")) / "mosaic-results.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow(["rank", "id", "label", "match", "score", "caption", *meta])
+        for i, h in enumerate(hits, 1):
+            out.writerow([i, h["id"], h.get("label", ""), h.get("strength", ""), h["score"], h.get("caption", ""),
+                          *(h.get("metadata", {}).get(k, "") for k in meta)])
+    return str(path)
 
 
 def query_image(upload: str | None, item_id: str | None) -> Image.Image | str:
@@ -120,7 +271,11 @@ def browse(library: Library, collection: str, filters: list[str] | None,
     pages = max(1, math.ceil(len(rows) / PAGE_SIZE))
     page = min(max(1, int(page or 1)), pages)
     items = [service.details(int(r)) for r in rows[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]]
-    grid = [(service.collection.thumbnail(d["row"]), d["caption"] or d["id"]) for d in items]
+    for d in items:
+        d["label"] = label(service, d["row"], d["caption"], {"id": d["id"], **d["metadata"]})
+    grid = [(service.collection.thumbnail(d["row"]), d["label"]) for d in items]
+    if not len(rows):
+        return grid, items, 1, f"No image is {_filter_words(filters)} at once: remove a filter."
     return grid, items, page, f"Page {page} of {pages} · {len(rows)} items"
 
 
@@ -135,33 +290,41 @@ def item_details(library: Library, collection: str, item_id: str | None) -> tupl
         return None, "", None
     service = library[collection]
     d = service.details(item_id.strip())
+    d["label"] = label(service, d["row"], d["caption"], {"id": d["id"], **d["metadata"]})
     return service.collection.thumbnail(d["row"]), render.details_markdown(d), d
 
 
 def scene_search(library: Library, collection: str, scene: str | None, text: str | None) -> tuple[list[dict], str]:
     """A scene's frames in order and its timeline; with a text, each frame scored against it and
-    the best few marked. A collection without scenes gets a message instead."""
+    the best few marked, the best one on screen. A collection without scenes gets a message instead."""
     service = library[collection]
     if not scene and not service.collection.scenes:
         return [], render.NO_SCENES
     hits = service.scene(scene or "", text or "")
     scored = bool((text or "").strip())
     best = set(sorted(range(len(hits)), key=lambda i: -hits[i].score)[:MARKED_FRAMES]) if scored else set()
-    frames = [{"row": h.row, "id": h.id, "score": h.score if scored else None, "match": i in best}
-              for i, h in enumerate(hits)]
-    return frames, render.timeline_html(frames, 0)
+    frames = [{"row": h.row, "id": h.id, "score": h.score if scored else None, "strength": h.strength if scored else None,
+               "match": i in best} for i, h in enumerate(hits)]
+    return frames, render.timeline_html(frames, best_frame(frames))
+
+
+def best_frame(frames: list[dict] | None) -> int:
+    """The position (from 1) of a searched scene's best-matching frame; 1 when unsearched."""
+    scored = [(f["score"], -i) for i, f in enumerate(frames or []) if f.get("score") is not None]
+    return 1 - max(scored)[1] if scored else 1
 
 
 def scene_frame(library: Library, collection: str, frames: list[dict] | None,
-                index: float | None) -> tuple[Image.Image | None, str, str]:
-    """One frame of a searched scene: its image, a line about it, the timeline marking it."""
-    if not frames:
-        return None, "", ""
-    index = min(max(0, int(index or 0)), len(frames) - 1)
+                position: float | None) -> tuple[Image.Image | None, str, str]:
+    """One frame of a searched scene, by its position on the timeline (from 1): its image, a line
+    about it, the timeline marking it."""
     service = library[collection]
+    if not frames:
+        return None, "" if service.collection.scenes else render.NO_SCENES_TEXT, ""
+    index = min(max(1, int(position or 1)), len(frames)) - 1
     d = service.details(frames[index]["row"])
-    return (service.collection.thumbnail(d["row"]), render.frame_markdown(d, frames[index]["score"]),
-            render.timeline_html(frames, index))
+    return (service.collection.thumbnail(d["row"]), render.frame_markdown(d, frames[index].get("strength")),
+            render.timeline_html(frames, index + 1))
 
 
 def humor_score(library: Library, prompt: str | None, upload: str | None, answers: str | None) -> tuple[str, dict]:

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import html
 
-NO_SCENES = "<p>This collection has no scenes.</p>"
+NO_SCENES_TEXT = "This collection has no scenes: pick a driving collection above to play one."
+NO_SCENES = f"<p>{NO_SCENES_TEXT}</p>"
 SCORE_MODES = {
-    "composed:sum": "image-embedding similarity to the weighted sum of reference and text",
-    "composed:slerp": "image-embedding similarity to the reference turned towards the text",
-    "composed:text": "mean of image and best-caption similarity to the merged query",
-    "both": "mean of image and best-caption similarity",
-    "omni": "sum of z-scored text match and tag weights",
-    "caption": "similarity to the closest caption",
-    "image": "image-embedding similarity",
+    "composed:sum": "how much the image looks like the reference with your change mixed in",
+    "composed:slerp": "how much the image looks like the reference turned towards your change",
+    "composed:text": "how well the image and its captions match the reference's caption with your change",
+    "both": "how well the image and its closest caption match the text (the mean of the two)",
+    "omni": "how far the text match and each tag lift this image above the average one (tags count half)",
+    "caption": "how well the image's closest caption matches the text",
+    "image": "how much the image looks like the query",
 }
+STRENGTH = ("Match strength, 0-100: 0 is what an average image of the collection scores for this query, "
+            "100 is four standard deviations above it")
 GREEN, BLUE, PURPLE, RED = "34,197,94", "59,130,246", "168,85,247", "239,68,68"
+
+
+def tag_name(tag: str) -> str:
+    """A tag as a person reads it: `objects:dog` is "dog", `mood:calm` is "calm (mood)"."""
+    group, _, name = tag.rpartition(":")
+    return name if group in ("", "objects", "object") else f"{name} ({group.replace('_', ' ')})"
 
 
 def chips(items: list[tuple[str, float]], color: str, fmt: str = "{:.2f}") -> str:
@@ -35,28 +44,50 @@ def why_html(hits: list[dict] | None, index: int) -> str:
     if not hits or not 0 <= index < len(hits):
         return "<p>Select a result to see why it matched.</p>"
     h, e = hits[index], hits[index]["explanation"]
-    out = [f'<div class="why"><h3>#{index + 1} {html.escape(h["id"])}: score {h["score"]:.3f}</h3>',
-           f"<p><b>Score</b>: {SCORE_MODES.get(e.get('mode'), '')}</p>"]
+    name = h.get("label") or h["id"]
+    strength = f'match {h["strength"]}/100' if "strength" in h else f'score {h["score"]:.3f}'
+    out = [f'<div class="why"><h3>#{index + 1} {html.escape(name)}: <span title="{STRENGTH}">{strength}</span></h3>',
+           f'<p><b>Score</b> <small>({h["score"]:.3f}, id {html.escape(h["id"])})</small>: '
+           f"{SCORE_MODES.get(e.get('mode'), '')}</p>"]
     if len(e.get("parts", {})) > 1:
-        out.append("<table>" + "".join(f"<tr><td>{html.escape(n)}</td><td>{v:+.3f}</td></tr>"
-                                       for n, v in e["parts"].items()) + "</table>")
+        out.append(parts_bar(e["parts"]))
     if e.get("query_words"):
         out.append('<p class="query-words"><b>Query words</b> (score lost without each): '
                    + chips([(w["word"], w["contribution"]) for w in e["query_words"]], GREEN, "{:+.3f}") + "</p>")
     if e.get("caption_words"):
         out.append("<p><b>Caption words closest to the query</b>: "
                    + chips([(w["word"], w["similarity"]) for w in e["caption_words"]], BLUE) + "</p>")
-    if e.get("tags"):
-        out.append("<p><b>Tags shared with the query</b>: "
-                   + chips([(t["tag"], t["score"]) for t in e["tags"]], PURPLE) + "</p>")
+    # Only the tags that really lift the score: well above the collection's baseline for both the
+    # query and the hit (a product of at least 1 sd x 1 sd), and a third of the strongest at least.
+    top = max((t["score"] for t in e.get("tags", [])), default=0)
+    tags = [(tag_name(t["tag"]), t["score"]) for t in e.get("tags", []) if t["score"] >= max(1.0, top / 3)]
+    if tags:
+        out.append('<p><b title="tags (zero-shot labels) that both the query and this image score above the '
+                   'collection\'s average">Both lean towards</b>: ' + chips(tags, PURPLE) + "</p>")
     if e.get("mode", "").startswith("composed:"):
         out.append(f"<p><b>Query</b>: {html.escape(e['query'])}</p>")
-        changes = [(t["tag"], t["change"]) for t in e["tags_up"] + e["tags_down"]]
-        out.append('<p class="tag-changes"><b>What changed from the reference</b> (tag z-score, hit minus reference): '
-                   + chips(changes, GREEN, "{:+.2f}") + "</p>")
+        changes = [(tag_name(t["tag"]), t["change"]) for t in e["tags_up"] + e["tags_down"]]
+        out.append('<p class="tag-changes"><b title="tags this result scores higher (green) or lower (red) than '
+                   'the reference, in standard deviations of the collection">What changed from the reference</b>: '
+                   + chips(changes, GREEN, "{:+.1f}") + "</p>")
     if e.get("captions"):
         out.append("<p><b>Captions</b></p><ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in e["captions"]) + "</ul>")
     return "".join(out) + "</div>"
+
+
+def parts_bar(parts: dict[str, float]) -> str:
+    """The parts of a fused score as one bar, each part's width its share (negative parts in red),
+    with the numbers under it."""
+    total = sum(abs(v) for v in parts.values()) or 1
+    colors = [GREEN, BLUE, PURPLE, "234,179,8"]
+    segs, legend = [], []
+    for i, (n, v) in enumerate(parts.items()):
+        rgb = colors[i % len(colors)] if v >= 0 else RED
+        segs.append(f'<div title="{html.escape(n)} {v:+.3f}" style="width:{100 * abs(v) / total:.1f}%;'
+                    f'background:rgb({rgb})"></div>')
+        legend.append(f'<span style="color:rgb({rgb})">■</span> {html.escape(n)} {v:+.2f}')
+    return ('<div class="parts"><div style="display:flex;height:10px;border-radius:5px;overflow:hidden">'
+            + "".join(segs) + "</div><small>" + " · ".join(legend) + "</small></div>")
 
 
 def humor_html(prompt: str, ranked: list[dict]) -> str:
@@ -70,44 +101,48 @@ def humor_html(prompt: str, ranked: list[dict]) -> str:
 
 def timeline_html(frames: list[dict] | None, current: int) -> str:
     """A scene's frames as a strip: bar height = match score, the best matches marked, the
-    frame on screen outlined."""
+    frame on screen (`current`, counted from 1 like everything the viewer sees) outlined."""
     if not frames:
         return ""
     scores = [f["score"] for f in frames if f["score"] is not None]
     lo, hi = (min(scores), max(scores)) if scores else (0.0, 0.0)
     cells = []
-    for i, f in enumerate(frames):
+    for i, f in enumerate(frames, 1):
         level = 0.3 if f["score"] is None or hi == lo else 0.15 + 0.85 * (f["score"] - lo) / (hi - lo)
         color = "#f59e0b" if f["match"] else "#93c5fd"
-        border = "2px solid #111" if i == current else "2px solid transparent"
-        title = f"frame {i}" + ("" if f["score"] is None else f" · {f['score']:.3f}")
+        border = "2px solid var(--body-text-color, #111)" if i == current else "2px solid transparent"
+        title = f"frame {i}" + ("" if f.get("strength") is None else f" · match {f['strength']}")
         mark = "▲" if f["match"] else "&nbsp;"
         cells.append(f'<div title="{title}" style="flex:1;display:flex;flex-direction:column;justify-content:flex-end;'
                      f'align-items:center;border:{border}"><div style="width:100%;height:{level * 48:.0f}px;'
                      f'background:{color}"></div><small>{mark}</small></div>')
-    matches = [str(i) for i, f in enumerate(frames) if f["match"]]
-    legend = f"best matches: frames {', '.join(matches)}" if matches else "search the scene to mark matching frames"
+    matches = [str(i) for i, f in enumerate(frames, 1) if f["match"]]
+    legend = (f"▲ best matches: frames {', '.join(matches)} (move the slider there)" if matches
+              else "search the scene to mark its matching frames")
     return (f'<div class="timeline" style="display:flex;gap:1px;height:70px">{"".join(cells)}</div>'
-            f"<small>frame {current + 1} of {len(frames)} · {legend}</small>")
+            f"<small>frame {current} of {len(frames)} · {legend}</small>")
 
 
-def _text(value) -> str:
+def md_text(value) -> str:
     """A collection's text for Markdown: tags in it are shown, not read."""
     return html.escape(str(value), quote=False)
 
 
 def details_markdown(d: dict) -> str:
-    """An item's details (SearchService.details) as Markdown: id, generated caption, captions,
-    strongest tags, metadata."""
-    text = [f"### {_text(d['id'])}", f"**Generated caption**: {_text(d['caption'] or '(none)')}"]
+    """An item's details (SearchService.details) as Markdown: its label, id, generated caption,
+    captions, the tags it stands out for, metadata."""
+    text = [f"### {md_text(d.get('label') or d['id'])}", f"id: {md_text(d['id'])}",
+            f"**Generated caption**: {md_text(d['caption'] or '(none)')}"]
     if d["captions"]:
-        text.append("**Captions**\n" + "\n".join(f"- {_text(c)}" for c in d["captions"]))
-    text.append("**Strongest tags**: " + ", ".join(f"{_text(t['tag'])} ({t['z']:+.1f} sd)" for t in d["tags"]))
-    text.append("**Metadata**\n" + "\n".join(f"- {_text(k)}: {_text(v)}" for k, v in d["metadata"].items()))
+        text.append("**Captions**\n" + "\n".join(f"- {md_text(c)}" for c in d["captions"]))
+    standout = [md_text(tag_name(t["tag"])) for t in d["tags"] if t["z"] > 0]
+    if standout:
+        text.append("**Stands out for** (tags it scores above the collection's average): " + ", ".join(standout))
+    text.append("**Metadata**\n" + "\n".join(f"- {md_text(k)}: {md_text(v)}" for k, v in d["metadata"].items()))
     return "\n\n".join(text)
 
 
-def frame_markdown(d: dict, score: float | None) -> str:
-    """A line about a scene's frame: its id, its match score when searched, its caption."""
-    match = "" if score is None else f" · match {score:.3f}"
-    return f"**{_text(d['id'])}**{match}: {_text(d['caption'])}"
+def frame_markdown(d: dict, strength: int | None) -> str:
+    """A line about a scene's frame: its id, its match strength when searched, its caption."""
+    match = "" if strength is None else f" · match {strength}/100"
+    return f"**{md_text(d['id'])}**{match}: {md_text(d['caption'])}"

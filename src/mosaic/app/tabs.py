@@ -57,30 +57,84 @@ class Results(NamedTuple):
     grid: gr.Gallery
     hits: gr.JSON
     why: gr.HTML
+    note: gr.Markdown
+    download: gr.DownloadButton
+
+    def cleared(self) -> tuple:
+        """Updates that empty the panel (another collection was picked)."""
+        return [], None, render.why_html(None, 0), "", gr.DownloadButton(value=None, interactive=False)
 
 
 def result_panel() -> Results:
-    """A results gallery, "Why this match?" for the hit clicked, and the hits as JSON."""
-    grid = gr.Gallery(label="Results", columns=4, height="auto", object_fit="cover", format="jpeg")
+    """A line about the results, a results gallery, "Why this match?" for the hit clicked, the
+    hits as JSON and as a download."""
+    note = gr.Markdown(elem_classes="result-note")
+    grid = gr.Gallery(label="Results", columns=4, height="auto", object_fit="cover", format="jpeg",
+                      elem_classes="results")
     with gr.Accordion("Why this match?", open=False, elem_classes="why-box") as box:
         why = gr.HTML()
     with gr.Accordion("Results as JSON", open=False):
         hits = gr.JSON(label="hits")
+    download = gr.DownloadButton("Download results (CSV)", interactive=False, size="sm")
 
     def explain(hits, evt: gr.SelectData):
         return render.why_html(hits, evt.index), gr.Accordion(open=True)
     grid.select(explain, hits, [why, box], api_visibility="private")
-    return Results(grid, hits, why)
+    return Results(grid, hits, why, note, download)
 
 
-def wire_search(events: list, fn: Callable, inputs: list, panel: Results, api_name: str | None = None) -> None:
+def export(hits: list[dict] | None):
+    """The results as a CSV file to download (the button stays off without results)."""
+    if not hits:
+        return gr.DownloadButton(value=None, interactive=False)
+    return gr.DownloadButton(value=handlers.export_csv(hits), interactive=True)
+
+
+def wire_search(events: list, fn: Callable, inputs: list, panel: Results, shared: Controls,
+                api_name: str | None = None, filters: gr.Dropdown | None = None) -> None:
     """Run a search on any of `events` (the first is the API endpoint `api_name`, if given), then
-    explain hit 1."""
+    say how it went (with the search's `filters`, if any), explain hit 1 and offer the results
+    as a download."""
+    note = dict(fn=shared.handler(handlers.result_note), outputs=panel.note, api_visibility="private",
+                inputs=[shared.collection, shared.min_score, panel.hits] + ([filters] if filters else []))
     for i, event in enumerate(events):
         public = i == 0 and api_name is not None
-        event(fn, inputs, [panel.grid, panel.hits], api_name=api_name if public else None,
-              api_visibility="public" if public else "private").then(
-            lambda h: render.why_html(h, 0), panel.hits, panel.why, api_visibility="private")
+        done = event(fn, inputs, [panel.grid, panel.hits], api_name=api_name if public else None,
+                     api_visibility="public" if public else "private")
+        done.then(**note)
+        done.then(lambda h: render.why_html(h, 0), panel.hits, panel.why, api_visibility="private").then(
+            export, panel.hits, panel.download, api_visibility="private")
+
+
+def shown(fn: Callable) -> Callable:
+    """An image handler for a preview that shows only while there is an image."""
+    @wraps(fn)
+    def wrapper(*args):
+        image = fn(*args)
+        return gr.Image(value=image, visible=image is not None)
+    return wrapper
+
+
+def link_restorer(library: Library) -> Callable:
+    """On page load: the collection and the query a link carries (?collection=NAME&q=TEXT)."""
+    def restore(request: gr.Request):
+        params = dict(request.query_params) if request else {}
+        name, query = handlers.link_state(library, params)
+        # Without a link's values the page keeps what the visitor may already have clicked.
+        return (name if "collection" in params else gr.skip()), (query if query else gr.skip())
+    return restore
+
+
+def strip_picker(library: Library) -> Callable:
+    """The strip's click: the image clicked becomes the Image tab's query."""
+    def pick(name: str, evt: gr.SelectData):
+        return handlers.strip_item(library, name, evt.index), None, gr.Tabs(selected="image")
+    return pick
+
+
+def filter_options(filters: list[str]) -> list[tuple[str, str]]:
+    """`field=value` filters as dropdown choices that read "field: value", grouped by field."""
+    return [(f.replace("=", ": ", 1), f) for f in filters]
 
 
 class ImageTab(NamedTuple):
@@ -88,79 +142,126 @@ class ImageTab(NamedTuple):
 
     upload: gr.File
     item_id: gr.Textbox
+    panel: Results
     search_after: Callable  # wires another event (Browse -> Find similar) to the same search
 
 
 def image_tab(shared: Controls) -> ImageTab:
-    """Search by an uploaded image or an item's id."""
+    """Search by an uploaded image or an item's id (the query shown)."""
     with gr.Tab("Image", id="image"):
+        gr.Markdown("Find the images that look most like yours: drop a picture, or pick one of the collection "
+                    "(Browse, or click an image in the strip above).", elem_classes="hint")
         with gr.Row():
-            with gr.Column(scale=1):
+            with gr.Column(scale=1, min_width=240):
                 upload = gr.File(label="Query image", file_types=["image"], type="filepath")
                 item_id = gr.Textbox(label="...or an item's id", placeholder="Browse -> Find similar fills this")
+                preview = gr.Image(label="Query", interactive=False, height=200, visible=False)
                 go = gr.Button("Find similar images", variant="primary")
             with gr.Column(scale=3):
                 panel = result_panel()
+    for event in (upload.change, item_id.change):
+        event(shown(shared.handler(handlers.query_preview)), [shared.collection, upload, item_id], preview,
+              api_visibility="private")
     fn, inputs = shared.handler(handlers.image_search), [shared.collection, upload, item_id, shared.k, shared.min_score]
-    wire_search([go.click], fn, inputs, panel, "image_search")
-    return ImageTab(upload, item_id, lambda event: wire_search([event], fn, inputs, panel))
+    wire_search([go.click], fn, inputs, panel, shared, "image_search")
+    return ImageTab(upload, item_id, panel, lambda event: wire_search([event], fn, inputs, panel, shared))
 
 
-def caption_tab(shared: Controls) -> None:
-    """Search by a text, against images, captions or both."""
-    with gr.Tab("Caption", id="caption"):
+class SearchTab(NamedTuple):
+    """What the page wires across tabs from the Search tab."""
+
+    text: gr.Textbox
+    examples: gr.Dataset
+    panel: Results
+    run: dict  # event arguments that run the search in the box
+
+
+def search_tab(shared: Controls) -> SearchTab:
+    """Search by a text, against images, captions or both; example queries from the collection."""
+    with gr.Tab("Search", id="caption"):
         with gr.Row():
-            with gr.Column(scale=1):
-                text = gr.Textbox(label="Describe the image", placeholder="a dog running on the grass")
-                target = gr.Radio(list(TARGETS), value="both", label="Match against",
-                                  info="image embeddings, captions, or the mean of both")
+            with gr.Column(scale=1, min_width=240):
+                text = gr.Textbox(label="Describe the image", placeholder="a dog running on the grass",
+                                  elem_id="query", autofocus=True)
                 go = gr.Button("Search", variant="primary")
+                examples = gr.Dataset(components=[gr.Textbox(visible=False)], label="Try",
+                                      samples=[[q] for q in shared.start["examples"]], type="index",
+                                      samples_per_page=handlers.EXAMPLES, elem_id="examples")
+                target = gr.Radio(list(TARGETS), value="both", label="Match against",
+                                  info="the images, their captions, or both (the mean)")
             with gr.Column(scale=3):
                 panel = result_panel()
-    wire_search([go.click, text.submit], shared.handler(handlers.caption_search),
-                [shared.collection, text, target, shared.k, shared.min_score], panel, "caption_search")
+    fn, inputs = shared.handler(handlers.caption_search), [shared.collection, text, target, shared.k, shared.min_score]
+    wire_search([go.click, text.submit], fn, inputs, panel, shared, "caption_search")
+    pick = examples.click(shared.handler(handlers.example_query), [shared.collection, examples], text,
+                          api_visibility="private")
+    wire_search([pick.then], fn, inputs, panel, shared)
+    for event in (go.click, text.submit, pick.then):
+        event(None, [shared.collection, text], None, js=SHARE_JS, api_visibility="private")
+    return SearchTab(text, examples, panel, dict(fn=fn, inputs=inputs, outputs=[panel.grid, panel.hits]))
 
 
-def omni_tab(shared: Controls) -> tuple[gr.Dropdown, list[gr.Dropdown]]:
-    """Search by text, filters and weighted tags; returns the filters and the tag pickers."""
+# The search in the address bar, so a link (or a bookmark) opens the same search.
+SHARE_JS = """(collection, q) => {
+  const url = new URL(window.location.href);
+  url.searchParams.set("collection", collection);
+  url.searchParams.set("q", q);
+  window.history.replaceState(null, "", url);
+  return [];
+}"""
+
+
+def omni_tab(shared: Controls) -> tuple[gr.Dropdown, list[gr.Dropdown], Results]:
+    """Search by text, filters and weighted tags; returns the filters, the tag pickers and the results."""
     with gr.Tab("Omni", id="omni"):
+        gr.Markdown("Text, filters and tags together: the text leads, each tag nudges (a tag of weight 1 "
+                    "counts half as much as the text, 2 as much; below 0 pushes away).", elem_classes="hint")
         with gr.Row():
-            with gr.Column(scale=1):
-                text = gr.Textbox(label="Text (optional)")
-                filters = gr.Dropdown(shared.start["filters"], multiselect=True, label="Filters", allow_custom_value=True,
+            with gr.Column(scale=1, min_width=240):
+                text = gr.Textbox(label="Text (optional)", placeholder="a calm landscape")
+                filters = gr.Dropdown(filter_options(shared.start["filters"]), multiselect=True, label="Filters",
+                                      allow_custom_value=True, elem_id="omni-filters",
                                       info="values of one field: any of them; of several fields: all")
                 slots = []
                 for i in range(TAG_SLOTS):
-                    with gr.Row():
-                        slots.append(gr.Dropdown(shared.start["tags"], value=None, label=f"tag_{i + 1}",
+                    with gr.Group():
+                        slots.append(gr.Dropdown(shared.start["tags"], value=None, label=f"Tag {i + 1}",
                                                  allow_custom_value=True))
-                        slots.append(gr.Slider(-2, 2, value=1, step=0.1, label=f"weight_{i + 1}"))
-                go = gr.Button("Search", variant="primary")
+                        slots.append(gr.Slider(-2, 2, value=1, step=0.1, label=f"Weight of tag {i + 1}"))
+                go = gr.Button("Search", variant="primary", elem_id="omni-go")
             with gr.Column(scale=3):
                 panel = result_panel()
     wire_search([go.click, text.submit], shared.handler(handlers.omni_search),
-                [shared.collection, text, filters, *slots, shared.k, shared.min_score], panel, "omni_search")
-    return filters, slots[::2]
+                [shared.collection, text, filters, *slots, shared.k, shared.min_score], panel, shared,
+                "omni_search", filters)
+    return filters, slots[::2], panel
 
 
-def composed_tab(shared: Controls) -> None:
+def composed_tab(shared: Controls) -> Results:
     """Search by a reference image and a text saying what should change."""
     with gr.Tab("Composed", id="composed"):
+        gr.Markdown("Start from an image and say what should change: \"the same dog but on a beach\".",
+                    elem_classes="hint")
         with gr.Row():
-            with gr.Column(scale=1):
+            with gr.Column(scale=1, min_width=240):
                 upload = gr.File(label="Reference image", file_types=["image"], type="filepath")
                 item_id = gr.Textbox(label="...or a reference item's id")
+                preview = gr.Image(label="Reference", interactive=False, height=200, visible=False)
                 text = gr.Textbox(label="What should change", placeholder="the same scene but at night")
                 method = gr.Radio(["sum", "slerp", "text"], value="sum", label="Method",
-                                  info="fuse the embeddings (sum, slerp) or merge the reference's caption "
-                                       "with the change (text)")
-                weight = gr.Slider(0, 1, value=0.5, step=0.05, label="weight", info="of the text (sum, slerp)")
+                                  info="sum: mix the picture and the words; slerp: turn the picture towards the "
+                                       "words; text: rewrite the reference's caption with the change")
+                weight = gr.Slider(0, 1, value=0.5, step=0.05, label="Weight of the words", info="sum and slerp")
                 go = gr.Button("Search", variant="primary")
             with gr.Column(scale=3):
                 panel = result_panel()
+    for event in (upload.change, item_id.change):
+        event(shown(shared.handler(handlers.query_preview)), [shared.collection, upload, item_id], preview,
+              api_visibility="private")
     wire_search([go.click, text.submit], shared.handler(handlers.composed_search),
                 [shared.collection, upload, item_id, text, method, weight, shared.k, shared.min_score],
-                panel, "composed_search")
+                panel, shared, "composed_search")
+    return panel
 
 
 class BrowseTab(NamedTuple):
@@ -176,17 +277,19 @@ class BrowseTab(NamedTuple):
 def browse_tab(shared: Controls) -> BrowseTab:
     """The collection page by page (filtered), and the details of the item clicked."""
     with gr.Tab("Browse", id="browse"):
+        gr.Markdown("The whole collection, a page at a time: click an image for its captions and details.",
+                    elem_classes="hint")
         with gr.Row():
-            filters = gr.Dropdown(shared.start["filters"], multiselect=True, label="Filters", scale=4,
-                                  allow_custom_value=True)
-            back = gr.Button("◀ Previous", scale=1)
-            number = gr.Number(1, precision=0, label="Page", minimum=1, scale=1)
-            forward = gr.Button("Next ▶", scale=1)
+            filters = gr.Dropdown(filter_options(shared.start["filters"]), multiselect=True, label="Filters", scale=4,
+                                  allow_custom_value=True, min_width=200)
+            back = gr.Button("◀ Previous", scale=1, min_width=90)
+            number = gr.Number(1, precision=0, label="Page", minimum=1, scale=1, min_width=70)
+            forward = gr.Button("Next ▶", scale=1, min_width=90)
         with gr.Row():
             with gr.Column(scale=3):
                 info = gr.Markdown(label="page_info")
                 grid = gr.Gallery(label="Collection", columns=6, height="auto", object_fit="cover",
-                                  allow_preview=False, format="jpeg")
+                                  allow_preview=False, format="jpeg", elem_classes="results browse")
                 with gr.Accordion("Page as JSON", open=False):
                     items = gr.JSON(label="items")
             with gr.Column(scale=2):
@@ -217,25 +320,28 @@ def item_panel(shared: Controls) -> tuple[gr.Textbox, gr.Button]:
 
 
 def with_slider(fn: Callable) -> Callable:
-    """Scene search for the UI: the timeline slider reset to span the scene's frames."""
+    """Scene search for the UI: the timeline slider reset to span the scene's frames (from 1), on
+    the best-matching frame."""
     @wraps(fn)
     def wrapper(*args):
         frames, timeline = fn(*args)
-        return frames, gr.Slider(minimum=0, maximum=max(len(frames) - 1, 1), value=0), timeline
+        return (frames, gr.Slider(minimum=1, maximum=max(len(frames), 2), value=handlers.best_frame(frames)),
+                timeline)
     return wrapper
 
 
-def step(index: int, frames: list[dict] | None):
+def step(position: int, frames: list[dict] | None):
     """Playback: the next frame, the timer stopped at the last one."""
-    if not frames or index >= len(frames) - 1:
-        return index, gr.Timer(active=False)
-    return index + 1, gr.Timer(active=True)
+    if not frames or position >= len(frames):
+        return position, gr.Timer(active=False)
+    return position + 1, gr.Timer(active=True)
 
 
 class ScenesTab(NamedTuple):
     """What the page wires across tabs from the Scenes tab."""
 
     scene: gr.Dropdown
+    go: gr.Button
     load: dict  # event arguments that load the chosen scene, unsearched
     show: dict  # event arguments that show the frame at the slider's position
 
@@ -244,17 +350,20 @@ def scenes_tab(shared: Controls) -> ScenesTab:
     """A driving scene played as video over a timeline, its frames searchable by text."""
     scenes = shared.start["scenes"]
     with gr.Tab("Scenes", id="scenes"):
+        gr.Markdown("Driving collections: play a scene, or find a moment in it; the best matches are marked "
+                    "▲ on the timeline and the search jumps to the best one.", elem_classes="hint")
         with gr.Row():
             scene = gr.Dropdown(scenes, value=scenes[0] if scenes else None, label="Scene", scale=2,
-                                allow_custom_value=True, info="collections built from driving frames or nuScenes")
-            text = gr.Textbox(label="Find in the scene", placeholder="a truck at an intersection", scale=3)
-            go = gr.Button("Find", variant="primary", scale=1)
+                                allow_custom_value=True, interactive=bool(scenes), min_width=160)
+            text = gr.Textbox(label="Find in the scene", placeholder="a truck at an intersection", scale=3,
+                              min_width=200)
+            go = gr.Button("Find", variant="primary", scale=1, interactive=bool(scenes), min_width=80)
         image = gr.Image(label="Frame", interactive=False, height=420)
         info = gr.Markdown(label="frame_info")
         with gr.Row():
-            play = gr.Button("▶ Play", scale=1)
-            pause = gr.Button("⏸ Pause", scale=1)
-            position = gr.Slider(0, 1, value=0, step=1, label="Timeline (frame)", scale=8)
+            play = gr.Button("▶ Play", scale=1, min_width=80)
+            pause = gr.Button("❚❚ Pause", scale=1, min_width=80)
+            position = gr.Slider(1, 2, value=1, step=1, label="Timeline (frame)", scale=8, min_width=200)
         timeline = gr.HTML(label="timeline")
         frames = gr.JSON(visible=False, label="frames")
         timer = gr.Timer(FRAME_SECONDS, active=False)
@@ -269,21 +378,25 @@ def scenes_tab(shared: Controls) -> ScenesTab:
     play.click(lambda: gr.Timer(active=True), None, timer, api_visibility="private")
     pause.click(lambda: gr.Timer(active=False), None, timer, api_visibility="private")
     timer.tick(step, [position, frames], [position, timer], api_visibility="private")
-    return ScenesTab(scene, load, show)
+    return ScenesTab(scene, go, load, show)
 
 
 def humor_tab(shared: Controls) -> None:
     """Answers to a prompt (text or image) ranked by how funny they are, each word's share shown."""
+    ready = shared.library.humor is not None
     with gr.Tab("Humor", id="humor"):
-        if shared.library.humor is None:
-            gr.Markdown("No humor model is loaded. Train one with `mosaic humor train` (see the README) "
-                        "and start the app with `--humor <folder>`.")
-        with gr.Row():
-            with gr.Column(scale=1):
-                prompt = gr.Textbox(label="Prompt", placeholder="a headline, or leave empty and give an image")
-                upload = gr.File(label="...or a prompt image (captioned first)", file_types=["image"], type="filepath")
-                answers = gr.Textbox(label="Answers, one per line", lines=5)
-                go = gr.Button("Score", variant="primary")
+        gr.Markdown("How funny is each answer to a prompt? Each answer's words are shaded by how much they add."
+                    if ready else "No humor model is loaded: train one with `mosaic humor train` (see the README) "
+                    "and start the app with `--humor FOLDER`.", elem_classes="hint")
+        with gr.Row():  # without a model the form stays, switched off, so the page keeps its shape
+            with gr.Column(scale=1, min_width=240):
+                prompt = gr.Textbox(label="Prompt", placeholder="a headline, or leave empty and give an image",
+                                    interactive=ready)
+                upload = gr.File(label="...or a prompt image (captioned first)", file_types=["image"],
+                                 type="filepath", interactive=ready)
+                answers = gr.Textbox(label="Answers, one per line", lines=5, interactive=ready)
+                go = gr.Button("Score" if ready else "Score (no humor model loaded)", variant="primary",
+                               interactive=ready)
             with gr.Column(scale=2):
                 out = gr.HTML()
                 with gr.Accordion("Scores as JSON", open=False):
@@ -292,9 +405,14 @@ def humor_tab(shared: Controls) -> None:
 
 
 def on_collection(library: Library, name: str) -> tuple:
-    """The controls reset to another collection's filters, tags and scenes, on page 1."""
+    """The page reset to another collection: its summary, strip and example queries, the filters,
+    tags and scenes it offers (scenes off where it has none), page 1."""
     choices = handlers.choices(library, name)
-    filters = [gr.Dropdown(choices=choices["filters"], value=[]) for _ in range(2)]  # Omni's and Browse's
+    service = library[name]
+    filters = [gr.Dropdown(choices=filter_options(choices["filters"]), value=[]) for _ in range(2)]  # Omni, Browse
     tags = [gr.Dropdown(choices=choices["tags"], value=None) for _ in range(TAG_SLOTS)]
     scenes = choices["scenes"]
-    return (*filters, *tags, gr.Dropdown(choices=scenes, value=scenes[0] if scenes else None), 1)
+    return (handlers.summary(service), handlers.collection_strip(service),
+            gr.Dataset(samples=[[q] for q in handlers.example_queries(service)]), *filters, *tags,
+            gr.Dropdown(choices=scenes, value=scenes[0] if scenes else None, interactive=bool(scenes)),
+            gr.Button(interactive=bool(scenes)), 1)
