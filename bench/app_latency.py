@@ -67,7 +67,7 @@ def main() -> None:
     paths = {"service": lambda q: service.text_to_image(q, args.k, "both")}
     for label, download in (("api", False), ("api_with_images", True)):
         client = Client(url, verbose=False, download_files=download)
-        paths[label] = lambda q, c=client: c.predict(name, q, "both", args.k, -1, api_name="/caption_search")
+        paths[label] = lambda q, c=client: c.predict(name, q, "both", args.k, 0, api_name="/caption_search")
     for fn in paths.values():  # warm up every path
         timed(fn, queries[:5])
     times = {label: percentiles(timed(fn, queries)) for label, fn in paths.items()}

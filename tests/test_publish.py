@@ -72,7 +72,7 @@ def test_space_folder_has_front_matter_and_its_app_starts(wikiart, tmp_path):
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1"}
     with served([sys.executable, "app.py"], port, cwd=out, env=env) as url:
-        _, hits = Client(url, verbose=False).predict("wikiart", "a city street", "both", 3, -1,
+        _, hits = Client(url, verbose=False).predict("wikiart", "a city street", "both", 3, 0,
                                                      api_name="/caption_search")
     assert len(hits) == 3
 
