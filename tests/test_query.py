@@ -44,3 +44,19 @@ def test_query_arithmetic_terms(text, terms):
     from mosaic.query import parse_terms
 
     assert [(t.text, t.weight, t.kind) for t in parse_terms(text)] == terms
+
+
+def test_filters_mean_the_same_in_the_command_line_and_the_app(tiny, capsys):
+    import json
+
+    from mosaic import cli
+    from mosaic.app.handlers import Library, omni_search
+
+    filters = ["style=Baroque", "style=Cubism", "genre=marina"]  # (Baroque or Cubism) and marina
+    cli.main(["search", str(tiny.collection.path), "boat", "--mode", "omni", "-k", "12", "--json",
+              *[arg for f in filters for arg in ("--filter", f)]])
+    from_cli = [h["id"] for h in json.loads(capsys.readouterr().out)]
+    _, from_app = omni_search(Library([tiny.collection.path]), tiny.collection.name, "boat", filters,
+                              None, 1, None, 1, None, 1, 12, 0)
+    assert [h["id"] for h in from_app] == from_cli
+    assert set(from_cli) == {"red-boat.png", "blue-boat.png", "white-ship.png"}
