@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mosaic import train as training
-from mosaic.errors import CollectionError
+from mosaic.errors import CollectionError, SourceError
 from mosaic.evaluate import split_rows
 from mosaic.models import load_encoder
 from mosaic.train import TrainConfig, train
@@ -93,5 +93,5 @@ def test_training_needs_human_captions(flickr_dir, tmp_path):
 
 
 def test_a_missing_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="not a checkpoint written by `mosaic train`"):
+    with pytest.raises(SourceError, match="not a checkpoint written by `mosaic train`"):
         load_encoder(f"lite:{tmp_path / 'missing.pt'}")
