@@ -5,7 +5,7 @@ from fakes import picture
 from PIL import Image
 
 from mosaic.app import Library, handlers, render
-from mosaic.errors import QueryError
+from mosaic.errors import QueryError, SourceError
 
 NO_TAGS = (None, 1, None, 1, None, 1)
 
@@ -130,3 +130,24 @@ def test_humor_without_a_model_says_how_to_get_one(library):
     with pytest.raises(QueryError, match="No humor model is loaded") as error:
         handlers.humor_score(library, "a prompt", None, "an answer")
     assert "<" not in str(error.value) and ">" not in str(error.value)
+
+
+def test_error_messages_show_typed_text_escaped(library, art):
+    import gradio as gr
+
+    from mosaic.app.tabs import user_errors
+
+    with pytest.raises(gr.Error) as error:
+        user_errors(handlers.image_search)(library, art, None, "<img src=x onerror=alert(1)>", 3, -1)
+    assert "<img" not in error.value.message and "'&lt;img src=x onerror=alert(1)&gt;'" in error.value.message
+
+
+def test_an_unreadable_upload_is_named_by_its_file_name_only(library, art, tmp_path):
+    upload = tmp_path / "gradio" / "0123abcd" / "photo.jpg"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(b"\xff\xd8\xff" + bytes(2000))
+    for given in (str(upload), {"path": str(upload), "orig_name": "photo.jpg", "meta": {"_type": "gradio.FileData"}}):
+        with pytest.raises(SourceError) as error:
+            handlers.image_search(library, art, given, "", 3, -1)
+        assert str(error.value).startswith("photo.jpg is not an image") and str(tmp_path) not in str(error.value)
+        assert "gradio" not in str(error.value) and "/" not in str(error.value)

@@ -5,48 +5,27 @@ those into Gradio components and messages, so these run and are tested without a
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from ..composed import ComposedSearch
-from ..errors import CollectionError, QueryError
-from ..humor.model import HumorModel
+from ..errors import QueryError
 from ..models import caption_images
 from ..query import parse_filters, tag_weights
 from ..search import Hit, SearchService
 from ..sources import read_query_image
 from . import render
+from .library import Library
 
 PAGE_SIZE = 24
 TAG_SLOTS = 3  # tag + weight pairs in the Omni tab (omni_search takes them one by one, as the API does)
 MARKED_FRAMES = 3  # frames marked on a scene's timeline as the best matches
 MAX_ANSWERS, MAX_ANSWER_CHARS = 20, 500  # per Humor request
+MAX_UPLOAD_MB = 20  # per uploaded file; images are also limited to sources.MAX_PIXELS
 
 Gallery = list[tuple[Image.Image, str]]
-
-
-class Library:
-    """The collections the app serves, by name, each loaded once with its search service, and
-    the humor model when there is one."""
-
-    def __init__(self, paths: list[str | Path], humor: str | Path | None = None):
-        self.humor = HumorModel.load(humor) if humor else None
-        self.services: dict[str, SearchService] = {}
-        for path in paths:
-            service = SearchService(path)
-            name = service.collection.name
-            while name in self.services:
-                name += "+"
-            self.services[name] = service
-        if not self.services:
-            raise CollectionError("No collections to serve.")
-
-    def __getitem__(self, name: str) -> SearchService:
-        if name not in self.services:
-            raise QueryError(f"Unknown collection '{name}'. This app serves: {', '.join(self.services)}.")
-        return self.services[name]
+Upload = str | dict | None  # a file's path, or Gradio's data about an uploaded file ({"path": ...})
 
 
 def filter_choices(service: SearchService) -> list[str]:
@@ -69,16 +48,22 @@ def results(service: SearchService, hits: list[Hit], min_score: float) -> tuple[
             for h in rows], rows
 
 
-def query_image(upload: str | None, item_id: str | None) -> Image.Image | str:
+def read_upload(upload: str | dict) -> Image.Image:
+    """An uploaded image. The app's events pass uploads to the handlers unprocessed, as Gradio's
+    file data: processing them leaves an empty temporary file behind at every request."""
+    return read_query_image(upload["path"] if isinstance(upload, dict) else upload)
+
+
+def query_image(upload: Upload, item_id: str | None) -> Image.Image | str:
     """The query image: the uploaded file, else the id of an item of the collection."""
     if upload:
-        return read_query_image(upload)
+        return read_upload(upload)
     if (item_id or "").strip():
         return item_id.strip()
     raise QueryError("Upload an image, or give the id of an item (Browse -> Find similar).")
 
 
-def image_search(library: Library, collection: str, upload: str | None, item_id: str | None,
+def image_search(library: Library, collection: str, upload: Upload, item_id: str | None,
                  k: float, min_score: float) -> tuple[Gallery, list[dict]]:
     """The items that look most like an uploaded image or an item of the collection."""
     service = library[collection]
@@ -102,7 +87,7 @@ def omni_search(library: Library, collection: str, text: str | None, filters: li
     return results(service, service.omni(text or "", int(k), parse_filters(filters), weights), min_score)
 
 
-def composed_search(library: Library, collection: str, upload: str | None, item_id: str | None, text: str | None,
+def composed_search(library: Library, collection: str, upload: Upload, item_id: str | None, text: str | None,
                     method: str, weight: float, k: float, min_score: float) -> tuple[Gallery, list[dict]]:
     """The items like a reference image, changed as a text says (`method`: sum, slerp or text)."""
     service = library[collection]
@@ -164,7 +149,7 @@ def scene_frame(library: Library, collection: str, frames: list[dict] | None,
             render.timeline_html(frames, index))
 
 
-def humor_score(library: Library, prompt: str | None, upload: str | None, answers: str | None) -> tuple[str, dict]:
+def humor_score(library: Library, prompt: str | None, upload: Upload, answers: str | None) -> tuple[str, dict]:
     """Answers (one per line) ranked by how funny they are for a prompt, a text or an image
     captioned first, with each word's share of the score."""
     if library.humor is None:
@@ -173,7 +158,7 @@ def humor_score(library: Library, prompt: str | None, upload: str | None, answer
     lines = [a.strip() for a in (answers or "").splitlines() if a.strip()]
     prompt = (prompt or "").strip()
     if upload and not prompt:
-        prompt = caption_images([read_query_image(upload)])[0]
+        prompt = caption_images([read_upload(upload)])[0]
     if not prompt or not lines:
         raise QueryError("Give a prompt (text, or an image to caption) and at least one answer, one per line.")
     if len(lines) > MAX_ANSWERS or max(map(len, lines)) > MAX_ANSWER_CHARS:

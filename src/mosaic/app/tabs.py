@@ -3,6 +3,7 @@ the handlers. Here, and only here, handlers meet Gradio: their MosaicErrors beco
 (`user_errors`) and plain answers become component updates."""
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial, wraps
@@ -12,21 +13,24 @@ import gradio as gr
 
 from ..errors import MosaicError
 from ..search import TARGETS
+from ..sources import MAX_PIXELS
 from . import handlers, render
 from .handlers import TAG_SLOTS, Library
 
 FRAME_SECONDS = 0.25  # scene playback: one frame every quarter of a second
+UPLOAD_LIMITS = f"up to {handlers.MAX_UPLOAD_MB} MB and {MAX_PIXELS / 1e6:g} megapixels"
 
 
 def user_errors(fn):
     """Show a user's mistake (empty query, unreadable image, unknown collection...) as a message
-    in the UI, or an error for API clients; the server carries on."""
+    in the UI, or an error for API clients; the server carries on. The message is escaped: the
+    UI shows it as HTML, and it may quote what the user typed."""
     @wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except MosaicError as e:
-            raise gr.Error(str(e), print_exception=False) from None
+            raise gr.Error(html.escape(str(e), quote=False), print_exception=False) from None
     return wrapper
 
 
@@ -75,11 +79,11 @@ def result_panel() -> Results:
 
 def wire_search(events: list, fn: Callable, inputs: list, panel: Results, api_name: str | None = None) -> None:
     """Run a search on any of `events` (the first is the API endpoint `api_name`, if given), then
-    explain hit 1."""
+    explain hit 1. Inputs reach the handler unprocessed (see `handlers.read_upload`)."""
     for i, event in enumerate(events):
         public = i == 0 and api_name is not None
         event(fn, inputs, [panel.grid, panel.hits], api_name=api_name if public else None,
-              api_visibility="public" if public else "private").then(
+              api_visibility="public" if public else "private", preprocess=False).then(
             lambda h: render.why_html(h, 0), panel.hits, panel.why, api_visibility="private")
 
 
@@ -96,7 +100,7 @@ def image_tab(shared: Controls) -> ImageTab:
     with gr.Tab("Image", id="image"):
         with gr.Row():
             with gr.Column(scale=1):
-                upload = gr.File(label="Query image", file_types=["image"], type="filepath")
+                upload = gr.File(label=f"Query image ({UPLOAD_LIMITS})", file_types=["image"], type="filepath")
                 item_id = gr.Textbox(label="...or an item's id", placeholder="Browse -> Find similar fills this")
                 go = gr.Button("Find similar images", variant="primary")
             with gr.Column(scale=3):
@@ -148,7 +152,7 @@ def composed_tab(shared: Controls) -> None:
     with gr.Tab("Composed", id="composed"):
         with gr.Row():
             with gr.Column(scale=1):
-                upload = gr.File(label="Reference image", file_types=["image"], type="filepath")
+                upload = gr.File(label=f"Reference image ({UPLOAD_LIMITS})", file_types=["image"], type="filepath")
                 item_id = gr.Textbox(label="...or a reference item's id")
                 text = gr.Textbox(label="What should change", placeholder="the same scene but at night")
                 method = gr.Radio(["sum", "slerp", "text"], value="sum", label="Method",
@@ -281,14 +285,16 @@ def humor_tab(shared: Controls) -> None:
         with gr.Row():
             with gr.Column(scale=1):
                 prompt = gr.Textbox(label="Prompt", placeholder="a headline, or leave empty and give an image")
-                upload = gr.File(label="...or a prompt image (captioned first)", file_types=["image"], type="filepath")
+                upload = gr.File(label=f"...or a prompt image, captioned first ({UPLOAD_LIMITS})", file_types=["image"],
+                                 type="filepath")
                 answers = gr.Textbox(label="Answers, one per line", lines=5)
                 go = gr.Button("Score", variant="primary")
             with gr.Column(scale=2):
                 out = gr.HTML()
                 with gr.Accordion("Scores as JSON", open=False):
                     scores = gr.JSON(label="scores")
-    go.click(shared.handler(handlers.humor_score), [prompt, upload, answers], [out, scores], api_name="humor_score")
+    go.click(shared.handler(handlers.humor_score), [prompt, upload, answers], [out, scores], api_name="humor_score",
+             preprocess=False)
 
 
 def on_collection(library: Library, name: str) -> tuple:
