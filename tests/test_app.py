@@ -3,7 +3,9 @@ bundled default served by `python demo.py`, and one end-to-end run in headless C
 import os
 import shutil
 import sys
+import time
 
+import httpx
 import pytest
 from conftest import ROOT, data_dir, free_port, served
 from gradio_client import Client, handle_file
@@ -157,6 +159,53 @@ def test_bad_input_gets_a_message_and_the_server_stays_up(client, tmp_path):
     assert len(hits) == 3
 
 
+def test_an_upload_over_the_size_cap_is_refused_and_the_server_stays_up(server, client, tmp_path):
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG" + bytes(21 * 2**20))
+    with pytest.raises(ValueError, match="exceeds the maximum file size of 20971520 bytes"):
+        client.predict("flickr", handle_file(str(big)), "", 5, 0, api_name="/image_search")
+    with big.open("rb") as f:  # a client that does not check first: the server stops reading at the cap
+        refused = httpx.post(server + "gradio_api/upload", files={"files": ("big.png", f)}, timeout=60)
+    assert refused.status_code == 413 and "File size exceeded maximum allowed size" in refused.text
+    _, hits = client.predict("flickr", "a dog", "both", 3, 0, api_name="/caption_search")
+    assert len(hits) == 3
+
+
+def test_an_unreadable_upload_is_named_without_its_server_path(client, tmp_path):
+    corrupt = tmp_path / "photo.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff" + os.urandom(2000))
+    with pytest.raises(Exception, match="photo.jpg is not an image") as error:
+        client.predict("flickr", handle_file(str(corrupt)), "", 5, 0, api_name="/image_search")
+    assert "/" not in str(error.value) and "gradio" not in str(error.value)
+
+
+def test_uploads_and_result_images_are_swept_from_the_cache(tiny, tmp_path, monkeypatch):
+    from fakes import COLOURS, picture
+
+    from mosaic.app import serve
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
+    port = free_port()
+    demo = serve([tiny.collection.path], host="127.0.0.1", port=port, block=False, cache_sweep=(1, 2))
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
+        files = lambda: {p for p in cache.rglob("*") if p.is_file()}  # noqa: E731
+        page = files()  # the images the page opens with (the collection's strip) stay
+        for colour in COLOURS:
+            picture(colour, "white").save(tmp_path / f"{colour}.png")
+            client.predict(tiny.collection.name, handle_file(str(tmp_path / f"{colour}.png")), "", 4, 0,
+                           api_name="/image_search")
+        assert len(files() - page) >= len(COLOURS)  # the uploads and the result images
+        for _ in range(20):
+            if files() == page:
+                break
+            time.sleep(0.5)
+        assert files() == page
+    finally:
+        demo.close()
+
+
 def test_demo_py_builds_and_serves_the_default_collection(tmp_path):
     port = free_port()
     env = {**os.environ, "MOSAIC_ARTIFACTS": str(tmp_path / "artifacts"), "HF_HUB_OFFLINE": "1"}
@@ -294,3 +343,20 @@ def test_a_phone_sees_every_tab_and_whole_gallery_columns(server, browser, tmp_p
     right = grid.bounding_box()["x"] + grid.bounding_box()["width"]
     assert all(b["x"] >= 0 and b["x"] + b["width"] <= min(right, 400) + 1 for b in boxes)  # no cut column
     assert grid.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+
+
+@pytest.mark.browser
+def test_a_typed_id_shows_escaped_in_the_error_message(server, browser):
+    hostile = "<img src=x onerror=alert(1)>"
+    page = browser.new_page()
+    dialogs = []
+    page.on("dialog", lambda d: dialogs.append(d.message) or d.dismiss())
+    page.goto(server)
+    page.get_by_role("tab", name="Image").click()
+    page.get_by_label("...or an item's id").fill(hostile)
+    page.get_by_role("button", name="Find similar images").click()
+    toast = page.get_by_test_id("toast-text").first
+    toast.wait_for(timeout=30_000)
+    assert hostile in toast.inner_text() and "<img" not in toast.inner_html()
+    assert page.locator("[data-testid=toast-body] img").count() == 0 and not dialogs
+    page.close()

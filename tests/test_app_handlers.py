@@ -5,7 +5,7 @@ from fakes import picture
 from PIL import Image
 
 from mosaic.app import Library, handlers, render
-from mosaic.errors import QueryError
+from mosaic.errors import QueryError, SourceError
 from mosaic.search import TAG_SCALE
 
 NO_TAGS = (None, 1, None, 1, None, 1)
@@ -85,11 +85,15 @@ def test_empty_results_say_why_and_what_to_change(library, art):
     assert handlers.result_note(library, art, 0, None) == ""
 
 
-def test_results_export_as_csv(library, art, tmp_path):
+def test_results_export_as_csv_and_old_exports_are_removed(library, art):
     import csv
+    import os
 
     _, hits = handlers.caption_search(library, art, "a red boat", "both", 3, 0)
-    path = handlers.export_csv(hits, tmp_path)
+    old = handlers.export_csv(hits)
+    os.utime(old, (0, 0))
+    path = handlers.export_csv(hits)
+    assert not os.path.exists(old) and path != old
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["id"] for r in rows] == ids(hits) and rows[0]["label"] == hits[0]["label"]
@@ -214,3 +218,22 @@ def test_explanations_keep_only_tags_that_raise_the_score():
     text = render.details_markdown({"id": "a", "caption": "", "captions": [], "metadata": {},
                                     "tags": [{"tag": "up", "z": 1.5}, {"tag": "down", "z": -0.2}]})
     assert "up" in text and "down" not in text and "sd" not in text
+def test_error_messages_show_typed_text_escaped(library, art):
+    import gradio as gr
+
+    from mosaic.app.tabs import user_errors
+
+    with pytest.raises(gr.Error) as error:
+        user_errors(handlers.image_search)(library, art, None, "<img src=x onerror=alert(1)>", 3, 0)
+    assert "<img" not in error.value.message and "'&lt;img src=x onerror=alert(1)&gt;'" in error.value.message
+
+
+def test_an_unreadable_upload_is_named_by_its_file_name_only(library, art, tmp_path):
+    upload = tmp_path / "gradio" / "0123abcd" / "photo.jpg"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(b"\xff\xd8\xff" + bytes(2000))
+    for given in (str(upload), {"path": str(upload), "orig_name": "photo.jpg", "meta": {"_type": "gradio.FileData"}}):
+        with pytest.raises(SourceError) as error:
+            handlers.image_search(library, art, given, "", 3, 0)
+        assert str(error.value).startswith("photo.jpg is not an image") and str(tmp_path) not in str(error.value)
+        assert "gradio" not in str(error.value) and "/" not in str(error.value)

@@ -294,7 +294,7 @@ def cmd_serve(args) -> None:
     trained = ARTIFACTS / "models" / "humor"
     humor = args.humor or (trained if (trained / "humor.json").exists() else None)
     serve([_collection_path(c) for c in args.collection] if args.collection else default_collections(),
-          host=args.host, port=args.port, humor=humor)
+          host=args.host, port=args.port, humor=humor, concurrency=args.concurrency)
 
 
 def default_collections() -> list[Path]:
@@ -593,6 +593,7 @@ def _add_serve(p) -> None:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1, or $GRADIO_SERVER_NAME)")
     p.add_argument("--port", type=int, help="port (default 7860, or $GRADIO_SERVER_PORT)")
     p.add_argument("--humor", type=Path, help="humor model folder (default: artifacts/models/humor when trained)")
+    p.add_argument("--concurrency", type=int, help="requests served at once (default: one per CPU core)")
     p.set_defaults(func=cmd_serve)
 
 

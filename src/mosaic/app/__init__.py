@@ -5,17 +5,20 @@ and explanations (`render`), `tabs` lays out and wires each tab, and this module
 and the events between tabs."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import handlers
-from .handlers import Library
+from .library import Library
 
 if TYPE_CHECKING:
     import gradio as gr
 
 __all__ = ["Library", "build_app", "serve"]
 
+CACHE_SWEEP = (600, 3600)  # seconds: every 10 minutes, uploads and result images cached over an hour ago go
+SESSIONS = 100  # browser tabs and API clients whose last values Gradio keeps (it keeps 10,000 by default)
 
 CSS = """
 .hint p { margin: 0; color: var(--body-text-color-subdued); }
@@ -30,10 +33,11 @@ CSS = """
 """
 
 
-def build_app(library: Library) -> gr.Blocks:
+def build_app(library: Library, cache_sweep: tuple[int, int] = CACHE_SWEEP) -> gr.Blocks:
     """The app over the library's collections (the first one shown first): a line about the
     collection and a strip of its images, then the tabs, text search first with example queries.
-    A link with ?collection=NAME&q=TEXT opens that search."""
+    A link with ?collection=NAME&q=TEXT opens that search. Every `cache_sweep[0]` seconds, the
+    files Gradio cached (uploads, result images) more than `cache_sweep[1]` seconds ago are deleted."""
     # Gradio loads with the first app, not with the package: the handlers and their tests run without it.
     import gradio as gr
 
@@ -41,7 +45,7 @@ def build_app(library: Library) -> gr.Blocks:
 
     names = list(library.services)
     first = library[names[0]]
-    with gr.Blocks(title="Mosaic", analytics_enabled=False) as demo:
+    with gr.Blocks(title="Mosaic", analytics_enabled=False, delete_cache=cache_sweep) as demo:
         gr.HTML("", head=f"<style>{CSS}</style>", js_on_load=None, elem_classes="page-style")
         gr.Markdown("# Mosaic\nFind images by describing them, by showing one, or by browsing. "
                     "Click a result to see why it matched.")
@@ -94,10 +98,20 @@ def _run_if_query(run: dict):
     return fn
 
 
-def serve(paths: list[str | Path], host: str | None = None, port: int | None = None,
-          block: bool = True, humor: str | Path | None = None) -> gr.Blocks:
+def serve(paths: list[str | Path], host: str | None = None, port: int | None = None, block: bool = True,
+          humor: str | Path | None = None, concurrency: int | None = None,
+          cache_sweep: tuple[int, int] = CACHE_SWEEP) -> gr.Blocks:
     """Load the collections (and the humor model) and start the app (host/port default to
-    Gradio's, or GRADIO_SERVER_NAME / GRADIO_SERVER_PORT as on Hugging Face Spaces)."""
-    demo = build_app(Library(paths, humor))
-    demo.queue().launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block)
+    Gradio's, or GRADIO_SERVER_NAME / GRADIO_SERVER_PORT as on Hugging Face Spaces). Up to
+    `concurrency` requests run at once (default: one per CPU core), torch's threads shared
+    between them; uploads above MAX_UPLOAD_MB are refused while they arrive."""
+    import torch
+
+    cores = os.cpu_count() or 1
+    concurrency = concurrency or cores
+    torch.set_num_threads(max(1, cores // concurrency))  # concurrent requests would oversubscribe the cores
+    demo = build_app(Library(paths, humor), cache_sweep)
+    demo.queue(default_concurrency_limit=concurrency).launch(
+        server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
+        max_file_size=f"{handlers.MAX_UPLOAD_MB}mb", state_session_capacity=SESSIONS)
     return demo

@@ -6,48 +6,33 @@ from __future__ import annotations
 
 import math
 import re
+import tempfile
+import time
+import uuid
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from ..composed import ComposedSearch
-from ..errors import CollectionError, MosaicError, QueryError
-from ..humor.model import HumorModel
+from ..errors import MosaicError, QueryError
 from ..models import caption_images
 from ..query import parse_filters, tag_weights
 from ..search import Hit, SearchService
 from ..sources import read_query_image
 from . import render
+from .library import Library
 
 PAGE_SIZE = 24
 TAG_SLOTS = 3  # tag + weight pairs in the Omni tab (omni_search takes them one by one, as the API does)
 MARKED_FRAMES = 3  # frames marked on a scene's timeline as the best matches
 MAX_ANSWERS, MAX_ANSWER_CHARS = 20, 500  # per Humor request
+MAX_UPLOAD_MB = 20  # per uploaded file; images are also limited to sources.MAX_PIXELS
+EXPORT_AGE = 3600  # seconds a results file is kept for its download
 
 Gallery = list[tuple[Image.Image, str]]
-
-
-class Library:
-    """The collections the app serves, by name, each loaded once with its search service, and
-    the humor model when there is one."""
-
-    def __init__(self, paths: list[str | Path], humor: str | Path | None = None):
-        self.humor = HumorModel.load(humor) if humor else None
-        self.services: dict[str, SearchService] = {}
-        for path in paths:
-            service = SearchService(path)
-            name = service.collection.name
-            while name in self.services:
-                name += "+"
-            self.services[name] = service
-        if not self.services:
-            raise CollectionError("No collections to serve.")
-
-    def __getitem__(self, name: str) -> SearchService:
-        if name not in self.services:
-            raise QueryError(f"Unknown collection '{name}'. This app serves: {', '.join(self.services)}.")
-        return self.services[name]
+Upload = str | dict | None  # a file's path, or Gradio's data about an uploaded file ({"path": ...})
 
 
 def label(service: SearchService, row: int, caption: str = "", metadata: dict | None = None) -> str:
@@ -156,13 +141,13 @@ def example_query(library: Library, collection: str, index: int | None) -> str:
     return examples[int(index)]
 
 
-def query_preview(library: Library, collection: str, upload: str | None,
+def query_preview(library: Library, collection: str, upload: Upload,
                   item_id: str | None) -> Image.Image | None:
     """The query or reference image as the search will read it: the upload, else the item an id
     names; None while there is none (a file that is no image gets its message at search time)."""
     if upload:
         try:
-            image = read_query_image(upload)
+            image = read_upload(upload)
         except MosaicError:
             return None
         image.thumbnail((512, 512))
@@ -203,14 +188,24 @@ def result_note(library: Library, collection: str, min_match: float | None, hits
     return "Nothing matched: try other words, or remove a filter."
 
 
-def export_csv(hits: list[dict], folder: str | Path | None = None) -> str:
-    """The results as a CSV file (rank, id, label, match strength, score, caption, metadata);
-    returns its path (in a fresh temporary folder unless `folder` is given)."""
-    import csv
-    import tempfile
+@cache
+def _exports() -> tempfile.TemporaryDirectory:
+    """The folder of the results files offered for download (removed when the app stops)."""
+    return tempfile.TemporaryDirectory(prefix="mosaic-results-")
 
+
+def export_csv(hits: list[dict]) -> str:
+    """The results as a CSV file (rank, id, label, match strength, score, caption, metadata) in
+    the app's results folder, where files older than EXPORT_AGE are removed first (Gradio serves
+    its own copy); returns its path."""
+    import csv
+
+    folder = Path(_exports().name)
+    for old in folder.glob("*.csv"):
+        if time.time() - old.stat().st_mtime > EXPORT_AGE:
+            old.unlink(missing_ok=True)
     meta = sorted({k for h in hits for k in h.get("metadata", {})})
-    path = Path(folder or tempfile.mkdtemp(prefix="mosaic-")) / "mosaic-results.csv"
+    path = folder / f"mosaic-results-{uuid.uuid4().hex[:8]}.csv"
     with open(path, "w", newline="", encoding="utf-8") as f:
         out = csv.writer(f)
         out.writerow(["rank", "id", "label", "match", "score", "caption", *meta])
@@ -220,16 +215,22 @@ def export_csv(hits: list[dict], folder: str | Path | None = None) -> str:
     return str(path)
 
 
-def query_image(upload: str | None, item_id: str | None) -> Image.Image | str:
+def read_upload(upload: str | dict) -> Image.Image:
+    """An uploaded image. The app's events pass uploads to the handlers unprocessed, as Gradio's
+    file data: processing them leaves an empty temporary file behind at every request."""
+    return read_query_image(upload["path"] if isinstance(upload, dict) else upload)
+
+
+def query_image(upload: Upload, item_id: str | None) -> Image.Image | str:
     """The query image: the uploaded file, else the id of an item of the collection."""
     if upload:
-        return read_query_image(upload)
+        return read_upload(upload)
     if (item_id or "").strip():
         return item_id.strip()
     raise QueryError("Upload an image, or give the id of an item (Browse -> Find similar).")
 
 
-def image_search(library: Library, collection: str, upload: str | None, item_id: str | None,
+def image_search(library: Library, collection: str, upload: Upload, item_id: str | None,
                  k: float, min_score: float) -> tuple[Gallery, list[dict]]:
     """The items that look most like an uploaded image or an item of the collection."""
     service = library[collection]
@@ -253,7 +254,7 @@ def omni_search(library: Library, collection: str, text: str | None, filters: li
     return results(service, service.omni(text or "", int(k), parse_filters(filters), weights), min_score)
 
 
-def composed_search(library: Library, collection: str, upload: str | None, item_id: str | None, text: str | None,
+def composed_search(library: Library, collection: str, upload: Upload, item_id: str | None, text: str | None,
                     method: str, weight: float, k: float, min_score: float) -> tuple[Gallery, list[dict]]:
     """The items like a reference image, changed as a text says (`method`: sum, slerp or text)."""
     service = library[collection]
@@ -327,7 +328,7 @@ def scene_frame(library: Library, collection: str, frames: list[dict] | None,
             render.timeline_html(frames, index + 1))
 
 
-def humor_score(library: Library, prompt: str | None, upload: str | None, answers: str | None) -> tuple[str, dict]:
+def humor_score(library: Library, prompt: str | None, upload: Upload, answers: str | None) -> tuple[str, dict]:
     """Answers (one per line) ranked by how funny they are for a prompt, a text or an image
     captioned first, with each word's share of the score."""
     if library.humor is None:
@@ -336,7 +337,7 @@ def humor_score(library: Library, prompt: str | None, upload: str | None, answer
     lines = [a.strip() for a in (answers or "").splitlines() if a.strip()]
     prompt = (prompt or "").strip()
     if upload and not prompt:
-        prompt = caption_images([read_query_image(upload)])[0]
+        prompt = caption_images([read_upload(upload)])[0]
     if not prompt or not lines:
         raise QueryError("Give a prompt (text, or an image to caption) and at least one answer, one per line.")
     if len(lines) > MAX_ANSWERS or max(map(len, lines)) > MAX_ANSWER_CHARS:

@@ -3,6 +3,7 @@ the handlers. Here, and only here, handlers meet Gradio: their MosaicErrors beco
 (`user_errors`) and plain answers become component updates."""
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial, wraps
@@ -12,21 +13,24 @@ import gradio as gr
 
 from ..errors import MosaicError
 from ..search import TARGETS
+from ..sources import MAX_PIXELS
 from . import handlers, render
 from .handlers import TAG_SLOTS, Library
 
 FRAME_SECONDS = 0.25  # scene playback: one frame every quarter of a second
+UPLOAD_LIMITS = f"up to {handlers.MAX_UPLOAD_MB} MB and {MAX_PIXELS / 1e6:g} megapixels"
 
 
 def user_errors(fn):
     """Show a user's mistake (empty query, unreadable image, unknown collection...) as a message
-    in the UI, or an error for API clients; the server carries on."""
+    in the UI, or an error for API clients; the server carries on. The message is escaped: the
+    UI shows it as HTML, and it may quote what the user typed."""
     @wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except MosaicError as e:
-            raise gr.Error(str(e), print_exception=False) from None
+            raise gr.Error(html.escape(str(e), quote=False), print_exception=False) from None
     return wrapper
 
 
@@ -94,13 +98,13 @@ def wire_search(events: list, fn: Callable, inputs: list, panel: Results, shared
                 api_name: str | None = None, filters: gr.Dropdown | None = None) -> None:
     """Run a search on any of `events` (the first is the API endpoint `api_name`, if given), then
     say how it went (with the search's `filters`, if any), explain hit 1 and offer the results
-    as a download."""
+    as a download. Inputs reach the handler unprocessed (see `handlers.read_upload`)."""
     note = dict(fn=shared.handler(handlers.result_note), outputs=panel.note, api_visibility="private",
                 inputs=[shared.collection, shared.min_score, panel.hits] + ([filters] if filters else []))
     for i, event in enumerate(events):
         public = i == 0 and api_name is not None
         done = event(fn, inputs, [panel.grid, panel.hits], api_name=api_name if public else None,
-                     api_visibility="public" if public else "private")
+                     api_visibility="public" if public else "private", preprocess=False)
         done.then(**note)
         done.then(lambda h: render.why_html(h, 0), panel.hits, panel.why, api_visibility="private").then(
             export, panel.hits, panel.download, api_visibility="private")
@@ -113,6 +117,13 @@ def shown(fn: Callable) -> Callable:
         image = fn(*args)
         return gr.Image(value=image, visible=image is not None)
     return wrapper
+
+
+def wire_preview(shared: Controls, upload: gr.File, item_id: gr.Textbox, preview: gr.Image) -> None:
+    """Show the query (or reference) image as soon as it is uploaded or named by an id."""
+    for event in (upload.change, item_id.change):
+        event(shown(shared.handler(handlers.query_preview)), [shared.collection, upload, item_id], preview,
+              api_visibility="private", preprocess=False)
 
 
 def link_restorer(library: Library) -> Callable:
@@ -153,15 +164,13 @@ def image_tab(shared: Controls) -> ImageTab:
                     "(Browse, or click an image in the strip above).", elem_classes="hint")
         with gr.Row():
             with gr.Column(scale=1, min_width=240):
-                upload = gr.File(label="Query image", file_types=["image"], type="filepath")
+                upload = gr.File(label=f"Query image ({UPLOAD_LIMITS})", file_types=["image"], type="filepath")
                 item_id = gr.Textbox(label="...or an item's id", placeholder="Browse -> Find similar fills this")
                 preview = gr.Image(label="Query", interactive=False, height=200, visible=False)
                 go = gr.Button("Find similar images", variant="primary")
             with gr.Column(scale=3):
                 panel = result_panel()
-    for event in (upload.change, item_id.change):
-        event(shown(shared.handler(handlers.query_preview)), [shared.collection, upload, item_id], preview,
-              api_visibility="private")
+    wire_preview(shared, upload, item_id, preview)
     fn, inputs = shared.handler(handlers.image_search), [shared.collection, upload, item_id, shared.k, shared.min_score]
     wire_search([go.click], fn, inputs, panel, shared, "image_search")
     return ImageTab(upload, item_id, panel, lambda event: wire_search([event], fn, inputs, panel, shared))
@@ -244,7 +253,7 @@ def composed_tab(shared: Controls) -> Results:
                     elem_classes="hint")
         with gr.Row():
             with gr.Column(scale=1, min_width=240):
-                upload = gr.File(label="Reference image", file_types=["image"], type="filepath")
+                upload = gr.File(label=f"Reference image ({UPLOAD_LIMITS})", file_types=["image"], type="filepath")
                 item_id = gr.Textbox(label="...or a reference item's id")
                 preview = gr.Image(label="Reference", interactive=False, height=200, visible=False)
                 text = gr.Textbox(label="What should change", placeholder="the same scene but at night")
@@ -255,9 +264,7 @@ def composed_tab(shared: Controls) -> Results:
                 go = gr.Button("Search", variant="primary")
             with gr.Column(scale=3):
                 panel = result_panel()
-    for event in (upload.change, item_id.change):
-        event(shown(shared.handler(handlers.query_preview)), [shared.collection, upload, item_id], preview,
-              api_visibility="private")
+    wire_preview(shared, upload, item_id, preview)
     wire_search([go.click, text.submit], shared.handler(handlers.composed_search),
                 [shared.collection, upload, item_id, text, method, weight, shared.k, shared.min_score],
                 panel, shared, "composed_search")
@@ -392,7 +399,7 @@ def humor_tab(shared: Controls) -> None:
             with gr.Column(scale=1, min_width=240):
                 prompt = gr.Textbox(label="Prompt", placeholder="a headline, or leave empty and give an image",
                                     interactive=ready)
-                upload = gr.File(label="...or a prompt image (captioned first)", file_types=["image"],
+                upload = gr.File(label=f"...or a prompt image, captioned first ({UPLOAD_LIMITS})", file_types=["image"],
                                  type="filepath", interactive=ready)
                 answers = gr.Textbox(label="Answers, one per line", lines=5, interactive=ready)
                 go = gr.Button("Score" if ready else "Score (no humor model loaded)", variant="primary",
@@ -401,7 +408,8 @@ def humor_tab(shared: Controls) -> None:
                 out = gr.HTML()
                 with gr.Accordion("Scores as JSON", open=False):
                     scores = gr.JSON(label="scores")
-    go.click(shared.handler(handlers.humor_score), [prompt, upload, answers], [out, scores], api_name="humor_score")
+    go.click(shared.handler(handlers.humor_score), [prompt, upload, answers], [out, scores], api_name="humor_score",
+             preprocess=False)
 
 
 def on_collection(library: Library, name: str) -> tuple:
