@@ -74,7 +74,8 @@ def test_image_search_by_upload_and_by_id(client, flickr, flickr_dir):
 
 
 def test_omni_combines_text_filters_and_tag_weights(client):
-    _, hits = client.predict("driving", "a road", ["scene=example_02"], *no_tags(), 5, 0, api_name="/omni_search")
+    _, hits = client.predict("driving", "a road", ["scene=example_02"], *no_tags(), 5, 0, False,
+                             api_name="/omni_search")  # consecutive frames are near duplicates: keep them
     assert len(hits) == 5 and all(h["id"].startswith("example_02/") for h in hits)
     _, hits = client.predict("driving", "", ["scene=scene-0061", "scene=example_01"], "road_users:trucks", 2,
                              None, 1, None, 1, 10, 0, api_name="/omni_search")
@@ -91,6 +92,20 @@ def test_composed_search_explains_what_changed(client, flickr):
     why = hits[0]["explanation"]
     assert why["mode"] == "composed:sum" and why["tags_up"] + why["tags_down"]
     assert all(t["change"] > 0 for t in why["tags_up"]) and all(t["change"] < 0 for t in why["tags_down"])
+    assert [t["tag"] for t in why["tags_asked"]] == ["scenes:beach"]  # what the words of the change name
+    assert "scenes:beach" not in [t["tag"] for t in why["tags_up"] + why["tags_down"]]
+    from mosaic.composed import ComposedSearch
+
+    assert ComposedSearch(flickr).asked_tags("the same but bigger") == []  # words that name no tag
+
+
+def test_searches_page_through_the_api(client):
+    _, first = client.predict("flickr", "a dog", "both", 5, 0, api_name="/caption_search")  # defaults: page 1
+    _, second = client.predict("flickr", "a dog", "both", 5, 0, True, 5, api_name="/caption_search")
+    _, ten = client.predict("flickr", "a dog", "both", 10, 0, True, 0, api_name="/caption_search")
+    assert [h["id"] for h in first + second] == [h["id"] for h in ten]
+    with pytest.raises(Exception, match="offset must be a whole number"):
+        client.predict("flickr", "a dog", "both", 5, 0, True, -3, api_name="/caption_search")
 
 
 def test_browse_pages_and_item_details(client, flickr):
@@ -250,6 +265,10 @@ def test_search_in_headless_chromium(server, browser, tmp_path):
     thumbs = page.locator(".thumbnail-item img")
     page.locator(".results .thumbnail-item img").first.wait_for(timeout=60_000)
     assert results(page).count() >= 10  # the gallery filled with the default top k (12)
+    shown = results(page).count()
+    page.get_by_role("button", name="Load more").first.click()
+    page.wait_for_function(f"() => document.querySelectorAll('.results .thumbnail-item').length > {shown}",
+                           timeout=60_000)
     results(page).first.click()
     why = page.locator(".why")
     why.wait_for(timeout=30_000)
@@ -359,4 +378,31 @@ def test_a_typed_id_shows_escaped_in_the_error_message(server, browser):
     toast.wait_for(timeout=30_000)
     assert hostile in toast.inner_text() and "<img" not in toast.inner_html()
     assert page.locator("[data-testid=toast-body] img").count() == 0 and not dialogs
+    page.close()
+
+
+@pytest.mark.browser
+def test_scene_marks_seek_and_playback_advances(server, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server + "?collection=driving&__theme=dark")
+    page.get_by_role("tab", name="Scenes").click()
+    page.get_by_label("Find in the scene").fill("a truck at an intersection")
+    page.get_by_role("button", name="Find", exact=True).click()
+    legend = page.locator(".timeline + small")
+    expect(legend).to_contain_text("best matches: frames", timeout=60_000)
+    text = legend.inner_text()
+    marked = [int(n) for n in text.split("frames ")[1].split(" (")[0].split(", ")]
+    target = next(n for n in marked if f"frame {n} of" not in text)  # a mark not on screen
+    page.locator(f'.timeline [data-frame="{target}"]').click()
+    expect(legend).to_contain_text(f"frame {target} of", timeout=30_000)
+    expect(page.get_by_label("number input for Timeline (frame)")).to_have_value(str(target))
+    page.screenshot(path=tmp_path / "scene.png", full_page=True)
+    page.locator('.timeline [data-frame="1"]').click()
+    expect(legend).to_contain_text("frame 1 of", timeout=30_000)
+    page.get_by_role("button", name="▶ Play").click()
+    page.wait_for_function("() => +document.querySelector('.timeline + small').innerText.match(/frame (\\d+) of/)[1] >= 4",
+                           timeout=30_000)  # playing, frame after frame
+    page.get_by_role("button", name="Pause").click()
     page.close()

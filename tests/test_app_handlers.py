@@ -26,7 +26,7 @@ def ids(hits):
 
 
 def test_caption_search_gallery_agrees_with_the_hits_and_the_cutoff_drops_hits(library, art):
-    gallery, hits = handlers.caption_search(library, art, "a red boat", "image", 5, -1)
+    gallery, hits = handlers.caption_search(library, art, "a red boat", "image", 5, -1, False)
     assert len(gallery) == len(hits) == 5 and hits[0]["id"] == "red-boat.png"
     assert [label for _, label in gallery] == [f"{h['strength']} · {h['label']}" for h in hits]
     assert hits[0]["label"] == "A red boat at sea by Anna Alba"  # the human caption, not the file name
@@ -35,9 +35,9 @@ def test_caption_search_gallery_agrees_with_the_hits_and_the_cutoff_drops_hits(l
     strengths = [h["strength"] for h in hits]
     assert strengths == sorted(strengths, reverse=True) and 0 < strengths[0] <= 100
     cutoff = strengths[1]
-    gallery, kept = handlers.caption_search(library, art, "a red boat", "image", 5, cutoff)
+    gallery, kept = handlers.caption_search(library, art, "a red boat", "image", 5, cutoff, False)
     assert ids(kept) == [h["id"] for h in hits if h["strength"] >= cutoff] and len(gallery) == len(kept) >= 2
-    assert handlers.caption_search(library, art, "a red boat", "image", 5, 0)[1] == hits
+    assert handlers.caption_search(library, art, "a red boat", "image", 5, 0, False)[1] == hits
 
 
 def test_labels_prefer_human_captions_then_titles_then_generated_captions(library, art, tiny):
@@ -80,7 +80,7 @@ def test_empty_results_say_why_and_what_to_change(library, art):
     assert note.startswith("No image is style Cubism and genre animal at once: remove a filter")
     _, items, page, info = handlers.browse(library, art, impossible, 1)
     assert items == [] and page == 1 and "remove a filter" in info
-    _, hits = handlers.caption_search(library, art, "a red boat", "both", 5, 0)
+    _, hits = handlers.caption_search(library, art, "a red boat", "both", 5, 0, False)
     assert handlers.result_note(library, art, 0, hits).startswith(f"5 results · best match {hits[0]['strength']}/100")
     assert handlers.result_note(library, art, 0, None) == ""
 
@@ -102,7 +102,7 @@ def test_results_export_as_csv_and_old_exports_are_removed(library, art):
 
 def test_omni_ors_values_of_a_field_ands_fields_and_sums_tag_weights(library, art, tiny):
     filters = ["style=Baroque", "style=Cubism", "genre=marina"]
-    _, hits = handlers.omni_search(library, art, "boat", filters, *NO_TAGS, 12, -1)
+    _, hits = handlers.omni_search(library, art, "boat", filters, *NO_TAGS, 12, -1, False)
     assert set(ids(hits)) == {"red-boat.png", "blue-boat.png", "white-ship.png"}
     tag = tiny.collection.tag_names[0]
     _, twice = handlers.omni_search(library, art, "", [], tag, 1, tag, 0.5, None, 1, 12, -1)
@@ -121,10 +121,8 @@ def test_image_search_by_item_id_and_by_upload(library, art, tmp_path):
     assert ids(by_upload)[0] == "yellow-sun.png" and by_upload[0]["strength"] > by_upload[-1]["strength"]
     with pytest.raises(QueryError, match="Upload an image"):
         handlers.image_search(library, art, None, "  ", 3, -1)
-    assert isinstance(handlers.query_preview(library, art, str(upload), ""), Image.Image)
     assert isinstance(handlers.query_preview(library, art, None, "blue-lake.png"), Image.Image)
-    (tmp_path / "notes.txt").write_text("not an image")
-    assert handlers.query_preview(library, art, str(tmp_path / "notes.txt"), "") is None
+    assert handlers.query_preview(library, art, str(upload), "blue-lake.png") is None  # the upload shows itself
     assert handlers.query_preview(library, art, None, "nowhere.png") is None
 
 
@@ -150,7 +148,7 @@ def test_item_details(library, art):
 
 
 def test_composed_search_by_id_leaves_the_reference_out(library, art):
-    _, hits = handlers.composed_search(library, art, None, "red-boat.png", "green", "sum", 0.5, 5, -1)
+    _, hits = handlers.composed_search(library, art, None, "red-boat.png", "green", "sum", 0.5, 5, -1, False)
     assert len(hits) == 5 and "red-boat.png" not in ids(hits)
     why = hits[0]["explanation"]
     assert why["mode"] == "composed:sum" and why["query"] == "green"
@@ -237,3 +235,19 @@ def test_an_unreadable_upload_is_named_by_its_file_name_only(library, art, tmp_p
             handlers.image_search(library, art, given, "", 3, 0)
         assert str(error.value).startswith("photo.jpg is not an image") and str(tmp_path) not in str(error.value)
         assert "gradio" not in str(error.value) and "/" not in str(error.value)
+
+
+def test_duplicates_hidden_by_default_and_load_more_continues_the_ranking(library, art, tiny):
+    group_of = tiny._group_of
+    assert group_of, "the tiny paintings include near duplicates"
+    _, shown = handlers.caption_search(library, art, "a red boat", "both", 5, 0)
+    groups = [group_of.get(h["row"], -1 - h["row"]) for h in shown]
+    assert len(set(groups)) == len(groups)  # one of each group
+    _, every = handlers.caption_search(library, art, "a red boat", "both", 6, 0, False)
+    _, first = handlers.caption_search(library, art, "a red boat", "both", 3, 0, False)
+    gallery, hits = handlers.extend(library, art, first,
+                                    handlers.caption_search(library, art, "a red boat", "both", 3, 0, False, 3))
+    assert ids(hits) == ids(every) and len(gallery) == 6
+    assert handlers.extend(library, art, hits, (gallery, hits[:2]))[1] == hits  # nothing shown twice
+    with pytest.raises(QueryError, match="whole number"):
+        handlers.caption_search(library, art, "a red boat", "both", 3, 0, False, 1.5)

@@ -57,6 +57,6 @@ def test_filters_mean_the_same_in_the_command_line_and_the_app(tiny, capsys):
               *[arg for f in filters for arg in ("--filter", f)]])
     from_cli = [h["id"] for h in json.loads(capsys.readouterr().out)]
     _, from_app = omni_search(Library([tiny.collection.path]), tiny.collection.name, "boat", filters,
-                              None, 1, None, 1, None, 1, 12, 0)
+                              None, 1, None, 1, None, 1, 12, 0, False)
     assert [h["id"] for h in from_app] == from_cli
     assert set(from_cli) == {"red-boat.png", "blue-boat.png", "white-ship.png"}

@@ -150,13 +150,15 @@ class SearchService:
         self._explain(text, q, hits, parts, mode="omni")
         return hits
 
-    def by_vector(self, q: np.ndarray, k: int = 10, exclude: tuple[int, ...] = ()) -> list[Hit]:
+    def by_vector(self, q: np.ndarray, k: int = 10, exclude: tuple[int, ...] = (), offset: int = 0,
+                  distinct: bool = False) -> list[Hit]:
         """Items whose image embeddings are closest to a query vector (e.g. a composed query),
-        leaving out the rows in `exclude`."""
-        k = _check_k(k)
-        scores, rows = self._search("image", q, k + len(exclude), None)
-        keep = [i for i, row in enumerate(rows) if row not in exclude][:k]
-        return self._rate(self._hits(rows[keep], scores[keep]), self.exact["image"].scores(q, self.reference)[0])
+        leaving out the rows in `exclude` (paging and `distinct` as in `image_to_image`)."""
+        n = min(self._fetch(k, offset, distinct) + len(exclude), len(self.collection))
+        scores, rows = self._search("image", q, n, None)
+        keep = [i for i, row in enumerate(rows) if row not in exclude]
+        rows, scores, _ = self._page(rows[keep], scores[keep], {}, k, offset, distinct)
+        return self._rate(self._hits(rows, scores), self.exact["image"].scores(q, self.reference)[0])
 
     def tag_profile(self, vectors: np.ndarray) -> np.ndarray:
         """Tag z-scores of embeddings, on the same scale as the collection's items."""

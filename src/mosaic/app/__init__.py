@@ -54,10 +54,12 @@ def build_app(library: Library, cache_sweep: tuple[int, int] = CACHE_SWEEP) -> g
             k = gr.Slider(1, 100, value=12, step=1, label="Results", scale=2, min_width=160)
             min_score = gr.Slider(0, 100, value=0, step=1, label="Minimum match", scale=2, min_width=160,
                                   info="0 keeps all; 25 keeps what stands out from the collection")
+            hide_duplicates = gr.Checkbox(True, label="Hide near duplicates", scale=1, min_width=160,
+                                          info="one image of each group of copies")
         about = gr.Markdown(handlers.summary(first))
         strip = gr.Gallery(handlers.collection_strip(first), columns=8, rows=1, height=170, allow_preview=False,
                            object_fit="cover", show_label=False, format="jpeg", elem_classes="strip")
-        shared = tabs.Controls(library, collection, k, min_score, handlers.choices(library, names[0]))
+        shared = tabs.Controls(library, collection, k, min_score, hide_duplicates, handlers.choices(library, names[0]))
         with gr.Tabs(overflow_behavior="wrap") as tab_row:
             search = tabs.search_tab(shared)
             image = tabs.image_tab(shared)
@@ -71,15 +73,17 @@ def build_app(library: Library, cache_sweep: tuple[int, int] = CACHE_SWEEP) -> g
         image.search_after(strip.select(tabs.strip_picker(library), collection, [image.item_id, image.upload, tab_row],
                                         api_visibility="private").then)
         panels = [search.panel, image.panel, omni, composed]
-        cleared = [c for p in panels for c in (p.grid, p.hits, p.why, p.note, p.download)]
+        cleared = [c for p in panels for c in p.clearable()]
         reset = dict(fn=shared.handler(tabs.on_collection), inputs=collection,
                      outputs=[about, strip, search.examples, omni_filters, browse.filters, *omni_tags, scenes.scene,
                               scenes.go, browse.page], api_visibility="private")
         clear = dict(fn=lambda: sum((p.cleared() for p in panels), ()), inputs=None, outputs=cleared,
                      api_visibility="private")
         collection.input(**reset).then(**clear).then(**browse.show)
-        opened = demo.load(tabs.link_restorer(library), None, [collection, search.text], api_visibility="private")
-        opened.then(**reset).then(**browse.show).then(**scenes.load).then(**scenes.show)
+        browse.tab.select(**browse.show)  # Browse and Scenes load when opened: the landing only searches
+        scenes.tab.select(**scenes.load).then(**scenes.show)
+        opened = demo.load(tabs.link_restorer(library, len(reset["outputs"])), None,
+                           [collection, search.text, *reset["outputs"]], api_visibility="private")
         opened.then(
             _run_if_query(search.run), search.run["inputs"], search.run["outputs"], api_visibility="private").then(
             shared.handler(handlers.result_note), [collection, min_score, search.panel.hits], search.panel.note,

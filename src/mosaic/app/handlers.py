@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ..composed import ComposedSearch
-from ..errors import MosaicError, QueryError
+from ..errors import QueryError
 from ..models import caption_images
 from ..query import parse_filters, tag_weights
 from ..search import Hit, SearchService
@@ -143,15 +143,10 @@ def example_query(library: Library, collection: str, index: int | None) -> str:
 
 def query_preview(library: Library, collection: str, upload: Upload,
                   item_id: str | None) -> Image.Image | None:
-    """The query or reference image as the search will read it: the upload, else the item an id
-    names; None while there is none (a file that is no image gets its message at search time)."""
+    """The item an id names, as the query or reference image; None while there is none, or while
+    an uploaded image (which shows itself, and goes first) is there."""
     if upload:
-        try:
-            image = read_upload(upload)
-        except MosaicError:
-            return None
-        image.thumbnail((512, 512))
-        return image
+        return None
     service = library[collection]
     row = service.collection.rows_by_id.get((item_id or "").strip())
     return None if row is None else service.collection.thumbnail(row)
@@ -163,7 +158,22 @@ def results(service: SearchService, hits: list[Hit], min_match: float | None) ->
     strength (0-100, see mosaic.strength) is below `min_match` are left out."""
     rows = [{"row": h.row, **h.to_dict(), "label": label(service, h.row, h.caption, {"id": h.id, **h.metadata})}
             for h in hits if h.strength >= (min_match or 0)]
-    return [(service.collection.thumbnail(h["row"]), f"{h['strength']} · {h['label']}") for h in rows], rows
+    return gallery(service, rows), rows
+
+
+def gallery(service: SearchService, rows: list[dict]) -> Gallery:
+    """Hits (as `results` gives them) as a gallery: each image labelled with its match and label."""
+    return [(service.collection.thumbnail(h["row"]), f"{h['strength']} · {h['label']}") for h in rows]
+
+
+def extend(library: Library, collection: str, shown: list[dict] | None,
+           more: tuple[Gallery, list[dict]]) -> tuple[Gallery, list[dict]]:
+    """"Load more": the results shown, then the next page's (`more`, a search's answer from
+    where they end), any already shown left out."""
+    shown = shown or []
+    seen = {h["id"] for h in shown}
+    hits = shown + [h for h in more[1] if h["id"] not in seen]
+    return gallery(library[collection], hits), hits
 
 
 def _filter_words(filters: list[str] | None) -> str:
@@ -230,36 +240,55 @@ def query_image(upload: Upload, item_id: str | None) -> Image.Image | str:
     raise QueryError("Upload an image, or give the id of an item (Browse -> Find similar).")
 
 
-def image_search(library: Library, collection: str, upload: Upload, item_id: str | None,
-                 k: float, min_score: float) -> tuple[Gallery, list[dict]]:
+# Every search below also takes `hide_duplicates` (only the best of each group of exact or near
+# duplicates) and `offset` (the results after the first `offset`: paging, "Load more").
+
+def image_search(library: Library, collection: str, upload: Upload, item_id: str | None, k: float,
+                 min_score: float, hide_duplicates: bool = True, offset: float = 0) -> tuple[Gallery, list[dict]]:
     """The items that look most like an uploaded image or an item of the collection."""
     service = library[collection]
-    return results(service, service.image_to_image(query_image(upload, item_id), int(k)), min_score)
+    hits = service.image_to_image(query_image(upload, item_id), int(k), offset=_offset(offset),
+                                  distinct=bool(hide_duplicates))
+    return results(service, hits, min_score)
 
 
-def caption_search(library: Library, collection: str, text: str | None, target: str,
-                   k: float, min_score: float) -> tuple[Gallery, list[dict]]:
+def caption_search(library: Library, collection: str, text: str | None, target: str, k: float, min_score: float,
+                   hide_duplicates: bool = True, offset: float = 0) -> tuple[Gallery, list[dict]]:
     """The items a text describes best, matched against images, captions or both (`target`)."""
     service = library[collection]
-    return results(service, service.text_to_image(text or "", int(k), target), min_score)
+    hits = service.text_to_image(text or "", int(k), target, offset=_offset(offset), distinct=bool(hide_duplicates))
+    return results(service, hits, min_score)
 
 
 def omni_search(library: Library, collection: str, text: str | None, filters: list[str] | None,
                 tag_1: str | None, weight_1: float, tag_2: str | None, weight_2: float,
-                tag_3: str | None, weight_3: float, k: float, min_score: float) -> tuple[Gallery, list[dict]]:
+                tag_3: str | None, weight_3: float, k: float, min_score: float, hide_duplicates: bool = True,
+                offset: float = 0) -> tuple[Gallery, list[dict]]:
     """Text, `field=value` filters and weighted tags together (a tag given twice counts with the
     sum of its weights)."""
     weights = tag_weights([(tag_1, weight_1), (tag_2, weight_2), (tag_3, weight_3)])
     service = library[collection]
-    return results(service, service.omni(text or "", int(k), parse_filters(filters), weights), min_score)
+    hits = service.omni(text or "", int(k), parse_filters(filters), weights, _offset(offset), bool(hide_duplicates))
+    return results(service, hits, min_score)
 
 
 def composed_search(library: Library, collection: str, upload: Upload, item_id: str | None, text: str | None,
-                    method: str, weight: float, k: float, min_score: float) -> tuple[Gallery, list[dict]]:
+                    method: str, weight: float, k: float, min_score: float, hide_duplicates: bool = True,
+                    offset: float = 0) -> tuple[Gallery, list[dict]]:
     """The items like a reference image, changed as a text says (`method`: sum, slerp or text)."""
     service = library[collection]
-    hits = ComposedSearch(service).search(query_image(upload, item_id), text or "", method, int(k), float(weight))
+    hits = ComposedSearch(service).search(query_image(upload, item_id), text or "", method, int(k), float(weight),
+                                          _offset(offset), bool(hide_duplicates))
     return results(service, hits, min_score)
+
+
+def _offset(offset: float | None) -> int:
+    """An offset as the service takes it: a whole number (the API may send 12.0; none is 0)."""
+    if offset is None:
+        return 0
+    if not float(offset).is_integer():
+        raise QueryError(f"The offset must be a whole number, 0 or more (got {offset}).")
+    return int(offset)
 
 
 def browse(library: Library, collection: str, filters: list[str] | None,

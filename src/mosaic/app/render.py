@@ -66,9 +66,14 @@ def why_html(hits: list[dict] | None, index: int) -> str:
                    'collection\'s average">Both lean towards</b>: ' + chips(tags, PURPLE) + "</p>")
     if e.get("mode", "").startswith("composed:"):
         out.append(f"<p><b>Query</b>: {html.escape(e['query'])}</p>")
+        asked = [(tag_name(t["tag"]), t["change"]) for t in e.get("tags_asked", [])]
+        if asked:
+            out.append('<p class="tag-asked"><b title="the tags closest to the words of the change, and how much more '
+                       '(green) or less (red) this result shows them than the reference">What the words asked for</b>: '
+                       + chips(asked, GREEN, "{:+.1f}") + "</p>")
         changes = [(tag_name(t["tag"]), t["change"]) for t in e["tags_up"] + e["tags_down"]]
         out.append('<p class="tag-changes"><b title="tags this result scores higher (green) or lower (red) than '
-                   'the reference, in standard deviations of the collection">What changed from the reference</b>: '
+                   f'the reference">{"Other changes" if asked else "What changed from the reference"}</b>: '
                    + chips(changes, GREEN, "{:+.1f}") + "</p>")
     if e.get("captions"):
         out.append("<p><b>Captions</b></p><ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in e["captions"]) + "</ul>")
@@ -113,11 +118,12 @@ def timeline_html(frames: list[dict] | None, current: int) -> str:
         border = "2px solid var(--body-text-color, #111)" if i == current else "2px solid transparent"
         title = f"frame {i}" + ("" if f.get("strength") is None else f" · match {f['strength']}")
         mark = "▲" if f["match"] else "&nbsp;"
-        cells.append(f'<div title="{title}" style="flex:1;display:flex;flex-direction:column;justify-content:flex-end;'
-                     f'align-items:center;border:{border}"><div style="width:100%;height:{level * 48:.0f}px;'
+        cells.append(f'<div data-frame="{i}" title="{title}" style="flex:1;display:flex;flex-direction:column;'
+                     f'justify-content:flex-end;align-items:center;cursor:pointer;border:{border}">'
+                     f'<div style="width:100%;height:{level * 48:.0f}px;'
                      f'background:{color}"></div><small>{mark}</small></div>')
     matches = [str(i) for i, f in enumerate(frames, 1) if f["match"]]
-    legend = (f"▲ best matches: frames {', '.join(matches)} (move the slider there)" if matches
+    legend = (f"▲ best matches: frames {', '.join(matches)} (click a frame to see it)" if matches
               else "search the scene to mark its matching frames")
     return (f'<div class="timeline" style="display:flex;gap:1px;height:70px">{"".join(cells)}</div>'
             f"<small>frame {current} of {len(frames)} · {legend}</small>")

@@ -18,6 +18,9 @@ from . import handlers, render
 from .handlers import TAG_SLOTS, Library
 
 FRAME_SECONDS = 0.25  # scene playback: one frame every quarter of a second
+# A click on a frame of a scene's timeline (render.timeline_html) seeks to that frame.
+TIMELINE_CLICKS = ("element.addEventListener('click', e => { const cell = e.target.closest('[data-frame]');"
+                   " if (cell) trigger('click', {frame: Number(cell.dataset.frame)}); });")
 UPLOAD_LIMITS = f"up to {handlers.MAX_UPLOAD_MB} MB and {MAX_PIXELS / 1e6:g} megapixels"
 
 
@@ -43,6 +46,7 @@ class Controls:
     collection: gr.Dropdown
     k: gr.Slider
     min_score: gr.Slider
+    hide_duplicates: gr.Checkbox
     start: dict[str, list[str]]
 
     def handler(self, fn: Callable) -> Callable:
@@ -63,18 +67,26 @@ class Results(NamedTuple):
     why: gr.HTML
     note: gr.Markdown
     download: gr.DownloadButton
+    more: gr.Button
+    offset: gr.Number  # the API's paging parameter (the UI's searches start at 0)
+
+    def clearable(self) -> list:
+        """The components `cleared` empties, in its order."""
+        return [self.grid, self.hits, self.why, self.note, self.download, self.more]
 
     def cleared(self) -> tuple:
         """Updates that empty the panel (another collection was picked)."""
-        return [], None, render.why_html(None, 0), "", gr.DownloadButton(value=None, interactive=False)
+        return [], None, render.why_html(None, 0), "", *after_results(None)
 
 
 def result_panel() -> Results:
-    """A line about the results, a results gallery, "Why this match?" for the hit clicked, the
-    hits as JSON and as a download."""
+    """A line about the results, a results gallery with "Load more" under it, "Why this match?"
+    for the hit clicked, the hits as JSON and as a download."""
     note = gr.Markdown(elem_classes="result-note")
     grid = gr.Gallery(label="Results", columns=4, height="auto", object_fit="cover", format="jpeg",
                       elem_classes="results")
+    more = gr.Button("Load more", size="sm", visible=False)
+    offset = gr.Number(0, precision=0, visible=False, label="offset")
     with gr.Accordion("Why this match?", open=False, elem_classes="why-box") as box:
         why = gr.HTML()
     with gr.Accordion("Results as JSON", open=False):
@@ -84,14 +96,25 @@ def result_panel() -> Results:
     def explain(hits, evt: gr.SelectData):
         return render.why_html(hits, evt.index), gr.Accordion(open=True)
     grid.select(explain, hits, [why, box], api_visibility="private")
-    return Results(grid, hits, why, note, download)
+    return Results(grid, hits, why, note, download, more, offset)
 
 
-def export(hits: list[dict] | None):
-    """The results as a CSV file to download (the button stays off without results)."""
+def after_results(hits: list[dict] | None) -> tuple:
+    """The results as a CSV file to download, and "Load more" (both only once there are results)."""
     if not hits:
-        return gr.DownloadButton(value=None, interactive=False)
-    return gr.DownloadButton(value=handlers.export_csv(hits), interactive=True)
+        return gr.DownloadButton(value=None, interactive=False), gr.Button(visible=False)
+    return gr.DownloadButton(value=handlers.export_csv(hits), interactive=True), gr.Button(visible=True)
+
+
+def load_more(shared: Controls, search: Callable) -> Callable:
+    """"Load more" for a search: its inputs (the offset last, replaced) and the hits shown give
+    those hits and the next page."""
+    extend = shared.handler(handlers.extend)
+
+    def more(*args):
+        *inputs, shown = args
+        return extend(inputs[0], shown, search(*inputs[:-1], len(shown or [])))
+    return more
 
 
 def wire_search(events: list, fn: Callable, inputs: list, panel: Results, shared: Controls,
@@ -101,13 +124,17 @@ def wire_search(events: list, fn: Callable, inputs: list, panel: Results, shared
     as a download. Inputs reach the handler unprocessed (see `handlers.read_upload`)."""
     note = dict(fn=shared.handler(handlers.result_note), outputs=panel.note, api_visibility="private",
                 inputs=[shared.collection, shared.min_score, panel.hits] + ([filters] if filters else []))
+    inputs = [*inputs, shared.hide_duplicates, panel.offset]
     for i, event in enumerate(events):
         public = i == 0 and api_name is not None
         done = event(fn, inputs, [panel.grid, panel.hits], api_name=api_name if public else None,
                      api_visibility="public" if public else "private", preprocess=False)
         done.then(**note)
         done.then(lambda h: render.why_html(h, 0), panel.hits, panel.why, api_visibility="private").then(
-            export, panel.hits, panel.download, api_visibility="private")
+            after_results, panel.hits, [panel.download, panel.more], api_visibility="private")
+    if api_name:  # once per panel: the tab's own search, not one wired later from another tab
+        panel.more.click(load_more(shared, fn), [*inputs, panel.hits], [panel.grid, panel.hits], preprocess=False,
+                         api_visibility="private").then(**note)
 
 
 def shown(fn: Callable) -> Callable:
@@ -119,20 +146,31 @@ def shown(fn: Callable) -> Callable:
     return wrapper
 
 
-def wire_preview(shared: Controls, upload: gr.File, item_id: gr.Textbox, preview: gr.Image) -> None:
-    """Show the query (or reference) image as soon as it is uploaded or named by an id."""
+def image_input(label: str, **kwargs) -> gr.Image:
+    """An image to upload, paste or take with the camera (its file reaches handlers unprocessed)."""
+    return gr.Image(label=f"{label} ({UPLOAD_LIMITS})", type="filepath", sources=["upload", "clipboard", "webcam"],
+                    height=220, **kwargs)
+
+
+def wire_preview(shared: Controls, upload: gr.Image, item_id: gr.Textbox, preview: gr.Image) -> None:
+    """Show the query (or reference) item an id names, while no image is uploaded."""
     for event in (upload.change, item_id.change):
         event(shown(shared.handler(handlers.query_preview)), [shared.collection, upload, item_id], preview,
               api_visibility="private", preprocess=False)
 
 
-def link_restorer(library: Library) -> Callable:
-    """On page load: the collection and the query a link carries (?collection=NAME&q=TEXT)."""
+def link_restorer(library: Library, resets: int) -> Callable:
+    """On page load: the collection and the query a link carries (?collection=NAME&q=TEXT), and
+    the page reset to that collection (`on_collection`'s `resets` updates) when it is not the one
+    the page was built with."""
+    first = next(iter(library.services))
+
     def restore(request: gr.Request):
         params = dict(request.query_params) if request else {}
         name, query = handlers.link_state(library, params)
         # Without a link's values the page keeps what the visitor may already have clicked.
-        return (name if "collection" in params else gr.skip()), (query if query else gr.skip())
+        reset = on_collection(library, name) if name != first else (gr.skip(),) * resets
+        return (name if "collection" in params else gr.skip()), (query if query else gr.skip()), *reset
     return restore
 
 
@@ -151,7 +189,7 @@ def filter_options(filters: list[str]) -> list[tuple[str, str]]:
 class ImageTab(NamedTuple):
     """What other tabs use of the Image tab."""
 
-    upload: gr.File
+    upload: gr.Image
     item_id: gr.Textbox
     panel: Results
     search_after: Callable  # wires another event (Browse -> Find similar) to the same search
@@ -164,7 +202,7 @@ def image_tab(shared: Controls) -> ImageTab:
                     "(Browse, or click an image in the strip above).", elem_classes="hint")
         with gr.Row():
             with gr.Column(scale=1, min_width=240):
-                upload = gr.File(label=f"Query image ({UPLOAD_LIMITS})", file_types=["image"], type="filepath")
+                upload = image_input("Query image")
                 item_id = gr.Textbox(label="...or an item's id", placeholder="Browse -> Find similar fills this")
                 preview = gr.Image(label="Query", interactive=False, height=200, visible=False)
                 go = gr.Button("Find similar images", variant="primary")
@@ -207,7 +245,8 @@ def search_tab(shared: Controls) -> SearchTab:
     wire_search([pick.then], fn, inputs, panel, shared)
     for event in (go.click, text.submit, pick.then):
         event(None, [shared.collection, text], None, js=SHARE_JS, api_visibility="private")
-    return SearchTab(text, examples, panel, dict(fn=fn, inputs=inputs, outputs=[panel.grid, panel.hits]))
+    return SearchTab(text, examples, panel,
+                     dict(fn=fn, inputs=[*inputs, shared.hide_duplicates], outputs=[panel.grid, panel.hits]))
 
 
 # The search in the address bar, so a link (or a bookmark) opens the same search.
@@ -253,7 +292,7 @@ def composed_tab(shared: Controls) -> Results:
                     elem_classes="hint")
         with gr.Row():
             with gr.Column(scale=1, min_width=240):
-                upload = gr.File(label=f"Reference image ({UPLOAD_LIMITS})", file_types=["image"], type="filepath")
+                upload = image_input("Reference image")
                 item_id = gr.Textbox(label="...or a reference item's id")
                 preview = gr.Image(label="Reference", interactive=False, height=200, visible=False)
                 text = gr.Textbox(label="What should change", placeholder="the same scene but at night")
@@ -274,6 +313,7 @@ def composed_tab(shared: Controls) -> Results:
 class BrowseTab(NamedTuple):
     """What the page wires across tabs from the Browse tab."""
 
+    tab: gr.Tab
     filters: gr.Dropdown
     page: gr.Number
     item_id: gr.Textbox
@@ -283,7 +323,7 @@ class BrowseTab(NamedTuple):
 
 def browse_tab(shared: Controls) -> BrowseTab:
     """The collection page by page (filtered), and the details of the item clicked."""
-    with gr.Tab("Browse", id="browse"):
+    with gr.Tab("Browse", id="browse") as tab:
         gr.Markdown("The whole collection, a page at a time: click an image for its captions and details.",
                     elem_classes="hint")
         with gr.Row():
@@ -311,7 +351,7 @@ def browse_tab(shared: Controls) -> BrowseTab:
     def pick(items, evt: gr.SelectData):
         return items[evt.index]["id"]
     grid.select(pick, items, item_id, api_visibility="private")
-    return BrowseTab(filters, number, item_id, similar, show)
+    return BrowseTab(tab, filters, number, item_id, similar, show)
 
 
 def item_panel(shared: Controls) -> tuple[gr.Textbox, gr.Button]:
@@ -337,11 +377,18 @@ def with_slider(fn: Callable) -> Callable:
     return wrapper
 
 
-def step(position: int, frames: list[dict] | None):
-    """Playback: the next frame, the timer stopped at the last one."""
-    if not frames or position >= len(frames):
-        return position, gr.Timer(active=False)
-    return position + 1, gr.Timer(active=True)
+def player(show: Callable) -> tuple[Callable, Callable]:
+    """Playback and seeking, each one request per frame (`show` gives a frame's image, line and
+    timeline): the timer's tick shows the next frame (stopping at the last), a click on the
+    timeline shows the frame clicked."""
+    def tick(collection: str, frames: list[dict] | None, position: float | None):
+        at = min(int(position or 1) + 1, max(len(frames or []), 1))
+        return at, *show(collection, frames, at), gr.Timer(active=at < len(frames or []))
+
+    def seek(collection: str, frames: list[dict] | None, evt: gr.EventData):
+        at = int(getattr(evt, "frame", 0) or 0)
+        return (at, *show(collection, frames, at)) if frames and at else (gr.skip(),) * 4
+    return tick, seek
 
 
 class ScenesTab(NamedTuple):
@@ -349,6 +396,7 @@ class ScenesTab(NamedTuple):
 
     scene: gr.Dropdown
     go: gr.Button
+    tab: gr.Tab
     load: dict  # event arguments that load the chosen scene, unsearched
     show: dict  # event arguments that show the frame at the slider's position
 
@@ -356,7 +404,7 @@ class ScenesTab(NamedTuple):
 def scenes_tab(shared: Controls) -> ScenesTab:
     """A driving scene played as video over a timeline, its frames searchable by text."""
     scenes = shared.start["scenes"]
-    with gr.Tab("Scenes", id="scenes"):
+    with gr.Tab("Scenes", id="scenes") as tab:
         gr.Markdown("Driving collections: play a scene, or find a moment in it; the best matches are marked "
                     "▲ on the timeline and the search jumps to the best one.", elem_classes="hint")
         with gr.Row():
@@ -365,18 +413,18 @@ def scenes_tab(shared: Controls) -> ScenesTab:
             text = gr.Textbox(label="Find in the scene", placeholder="a truck at an intersection", scale=3,
                               min_width=200)
             go = gr.Button("Find", variant="primary", scale=1, interactive=bool(scenes), min_width=80)
-        image = gr.Image(label="Frame", interactive=False, height=420)
+        image = gr.Image(label="Frame", interactive=False, height=420, format="jpeg")
         info = gr.Markdown(label="frame_info")
         with gr.Row():
             play = gr.Button("▶ Play", scale=1, min_width=80)
-            pause = gr.Button("❚❚ Pause", scale=1, min_width=80)
+            pause = gr.Button("Pause", scale=1, min_width=80)
             position = gr.Slider(1, 2, value=1, step=1, label="Timeline (frame)", scale=8, min_width=200)
-        timeline = gr.HTML(label="timeline")
+        timeline = gr.HTML(label="timeline", js_on_load=TIMELINE_CLICKS)
         frames = gr.JSON(visible=False, label="frames")
         timer = gr.Timer(FRAME_SECONDS, active=False)
     show = dict(fn=shared.handler(handlers.scene_frame), inputs=[shared.collection, frames, position],
                 outputs=[image, info, timeline], api_visibility="private")
-    position.change(**{**show, "api_visibility": "public"}, api_name="scene_frame")
+    position.input(**{**show, "api_visibility": "public"}, api_name="scene_frame")
     search = dict(fn=with_slider(shared.handler(handlers.scene_search)), outputs=[frames, position, timeline])
     go.click(**search, inputs=[shared.collection, scene, text], api_name="scene_search").then(**show)
     text.submit(**search, inputs=[shared.collection, scene, text], api_visibility="private").then(**show)
@@ -384,8 +432,11 @@ def scenes_tab(shared: Controls) -> ScenesTab:
     scene.change(**load).then(**show)
     play.click(lambda: gr.Timer(active=True), None, timer, api_visibility="private")
     pause.click(lambda: gr.Timer(active=False), None, timer, api_visibility="private")
-    timer.tick(step, [position, frames], [position, timer], api_visibility="private")
-    return ScenesTab(scene, go, load, show)
+    tick, seek = player(show["fn"])
+    timer.tick(tick, [shared.collection, frames, position], [position, image, info, timeline, timer],
+               api_visibility="private", show_progress="hidden")
+    timeline.click(seek, [shared.collection, frames], [position, image, info, timeline], api_visibility="private")
+    return ScenesTab(scene, go, tab, load, show)
 
 
 def humor_tab(shared: Controls) -> None:
@@ -399,8 +450,7 @@ def humor_tab(shared: Controls) -> None:
             with gr.Column(scale=1, min_width=240):
                 prompt = gr.Textbox(label="Prompt", placeholder="a headline, or leave empty and give an image",
                                     interactive=ready)
-                upload = gr.File(label=f"...or a prompt image, captioned first ({UPLOAD_LIMITS})", file_types=["image"],
-                                 type="filepath", interactive=ready)
+                upload = image_input("...or a prompt image, captioned first", interactive=ready)
                 answers = gr.Textbox(label="Answers, one per line", lines=5, interactive=ready)
                 go = gr.Button("Score" if ready else "Score (no humor model loaded)", variant="primary",
                                interactive=ready)
