@@ -1,6 +1,7 @@
 """The app, served for real on a free port: every endpoint called through gradio_client, the
 bundled default served by `python demo.py`, and one end-to-end run in headless Chromium."""
 import os
+import re
 import shutil
 import sys
 import time
@@ -293,12 +294,13 @@ def test_landing_example_gives_labelled_results_and_a_shareable_link(server, bro
 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(server)
+    from playwright.sync_api import expect
+
     example = page.locator("#examples button, #examples .gallery-item").first
-    example.wait_for(timeout=60_000)
+    expect(example).to_have_text(re.compile(r"\w"), timeout=60_000)  # rendered, with its text
     query = example.inner_text().strip()
     example.click()
     results(page).first.wait_for(timeout=60_000)
-    from playwright.sync_api import expect
 
     expect(page.get_by_label("Describe the image")).to_have_value(query)
     expect(page.locator(".result-note").first).to_contain_text("results · best match", timeout=30_000)
@@ -312,6 +314,12 @@ def test_landing_example_gives_labelled_results_and_a_shareable_link(server, bro
     again.goto(link)  # the link opens the same search
     results(again).first.wait_for(timeout=60_000)
     expect(again.get_by_label("Describe the image")).to_have_value(query)
+    again.get_by_role("tab", name="Omni").click()
+    again.wait_for_function("() => location.search.includes('tab=omni')", timeout=30_000)
+    third = browser.new_page(viewport={"width": 1400, "height": 1000})
+    third.goto(again.url)  # the link reopens the tab too
+    expect(third.get_by_role("tab", name="Omni")).to_have_attribute("aria-selected", "true", timeout=60_000)
+    third.close()
     again.close()
     page.close()
 

@@ -66,8 +66,9 @@ def test_the_landing_offers_examples_from_the_collection_a_summary_and_a_strip(l
     strip = handlers.collection_strip(library[art])
     assert len(strip) == handlers.STRIP and all(isinstance(image, Image.Image) for image, _ in strip)
     assert handlers.strip_item(library, art, 0) == library[art].collection.ids()[0]
-    assert handlers.link_state(library, {"collection": art, "q": "a boat"}) == (art, "a boat")
-    assert handlers.link_state(library, {"collection": "nowhere"}) == (art, "")
+    assert handlers.link_state(library, {"collection": art, "q": "a boat"}) == (art, "a boat", None)
+    assert handlers.link_state(library, {"collection": "nowhere", "tab": "Omni"}) == (art, "", "omni")
+    assert handlers.link_state(library, {"tab": "<script>"}) == (art, "", None)
 
 
 def test_empty_results_say_why_and_what_to_change(library, art):

@@ -82,8 +82,9 @@ def build_app(library: Library, cache_sweep: tuple[int, int] = CACHE_SWEEP) -> g
         collection.input(**reset).then(**clear).then(**browse.show)
         browse.tab.select(**browse.show)  # Browse and Scenes load when opened: the landing only searches
         scenes.tab.select(**scenes.load).then(**scenes.show)
+        tabs.remember_tab(tab_row)
         opened = demo.load(tabs.link_restorer(library, len(reset["outputs"])), None,
-                           [collection, search.text, *reset["outputs"]], api_visibility="private")
+                           [collection, search.text, tab_row, *reset["outputs"]], api_visibility="private")
         opened.then(
             _run_if_query(search.run), search.run["inputs"], search.run["outputs"], api_visibility="private").then(
             shared.handler(handlers.result_note), [collection, min_score, search.panel.hits], search.panel.note,

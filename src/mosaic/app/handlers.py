@@ -126,11 +126,15 @@ def choices(library: Library, collection: str) -> dict[str, list[str]]:
             "scenes": list(service.collection.scenes), "examples": example_queries(service)}
 
 
-def link_state(library: Library, params: dict) -> tuple[str, str]:
-    """The collection and query a link's parameters name (?collection=NAME&q=TEXT): an unknown or
-    missing collection opens the first one."""
-    name = params.get("collection")
-    return (name if name in library.services else next(iter(library.services))), str(params.get("q") or "")[:1000]
+TABS = ("search", "image", "omni", "composed", "browse", "scenes", "humor")  # the tabs' ids: their labels, lowercased
+
+
+def link_state(library: Library, params: dict) -> tuple[str, str, str | None]:
+    """The collection, Search query and tab a link's parameters name (?collection=NAME&q=TEXT&tab=TAB):
+    an unknown or missing collection opens the first one, an unknown tab none."""
+    name, tab = params.get("collection"), str(params.get("tab") or "").lower()
+    return ((name if name in library.services else next(iter(library.services))), str(params.get("q") or "")[:1000],
+            tab if tab in TABS else None)
 
 
 def example_query(library: Library, collection: str, index: int | None) -> str:

@@ -160,18 +160,28 @@ def wire_preview(shared: Controls, upload: gr.Image, item_id: gr.Textbox, previe
 
 
 def link_restorer(library: Library, resets: int) -> Callable:
-    """On page load: the collection and the query a link carries (?collection=NAME&q=TEXT), and
-    the page reset to that collection (`on_collection`'s `resets` updates) when it is not the one
-    the page was built with."""
+    """On page load: the collection, the query and the tab a link carries
+    (?collection=NAME&q=TEXT&tab=TAB), and the page reset to that collection (`on_collection`'s
+    `resets` updates) when it is not the one the page was built with."""
     first = next(iter(library.services))
 
     def restore(request: gr.Request):
         params = dict(request.query_params) if request else {}
-        name, query = handlers.link_state(library, params)
+        name, query, tab = handlers.link_state(library, params)
         # Without a link's values the page keeps what the visitor may already have clicked.
         reset = on_collection(library, name) if name != first else (gr.skip(),) * resets
-        return (name if "collection" in params else gr.skip()), (query if query else gr.skip()), *reset
+        return ((name if "collection" in params else gr.skip()), (query if query else gr.skip()),
+                (gr.Tabs(selected=tab) if tab else gr.skip()), *reset)
     return restore
+
+
+def remember_tab(tab_row: gr.Tabs) -> None:
+    """The tab opened, in the address bar (`tab=`), so a link reopens it."""
+    def opened(evt: gr.SelectData) -> str:
+        return str(evt.value).lower()
+    name = gr.Textbox(visible=False)
+    tab_row.select(opened, None, name, api_visibility="private").then(None, name, None, js=TAB_JS,
+                                                                      api_visibility="private")
 
 
 def strip_picker(library: Library) -> Callable:
@@ -225,7 +235,7 @@ class SearchTab(NamedTuple):
 
 def search_tab(shared: Controls) -> SearchTab:
     """Search by a text, against images, captions or both; example queries from the collection."""
-    with gr.Tab("Search", id="caption"):
+    with gr.Tab("Search", id="search"):
         with gr.Row():
             with gr.Column(scale=1, min_width=240):
                 text = gr.Textbox(label="Describe the image", placeholder="a dog running on the grass",
@@ -249,6 +259,12 @@ def search_tab(shared: Controls) -> SearchTab:
                      dict(fn=fn, inputs=[*inputs, shared.hide_duplicates], outputs=[panel.grid, panel.hits]))
 
 
+TAB_JS = """(tab) => {
+  const url = new URL(window.location.href);
+  url.searchParams.set("tab", tab);
+  window.history.replaceState(null, "", url);
+  return [];
+}"""
 # The search in the address bar, so a link (or a bookmark) opens the same search.
 SHARE_JS = """(collection, q) => {
   const url = new URL(window.location.href);
