@@ -5,7 +5,10 @@
    schedule without it (control);
 3. build the sample again with the trained checkpoint (`--model lite:<checkpoint>`);
 4. evaluate on the 200 held-out test images (1,000 captions, 200 candidates): random, zero-shot,
-   each training round, and the trained collection, with the trained collection's sweeps and plots.
+   each training round, and the trained collection, with the trained collection's sweeps and plots;
+5. the out-of-domain check (scikit-image's 17 bundled photos and their descriptions, and the 30
+   WikiArt paintings and their titles): the zero-shot model, the heads alone and the checkpoint's
+   mix, side by side.
 
     python bench/flickr8k_training.py   -> bench/results/flickr8k_training.{json,md}, bench/results/plots/
                                            (collections and checkpoints: artifacts/flickr8k-experiment/)
@@ -18,6 +21,8 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MOSAIC_DATA", ROOT.parent / "shared" / "data"))
 RESULTS = ROOT / "bench" / "results"
@@ -27,6 +32,38 @@ def row(label: str, report: dict) -> str:
     cells = [report["t2i"][m] for m in ("R@1", "R@5", "R@10", "MRR", "NDCG@10")]
     cells += [report["i2t"][m] for m in ("R@1", "R@5", "R@10", "MRR", "NDCG@10")]
     return f"| {label} | " + " | ".join(str(c) for c in cells) + " |"
+
+
+def out_of_domain(checkpoint: Path) -> list[str]:
+    """Table rows: the zero-shot model, the heads alone and the checkpoint's mix on the skimage
+    photos (the check `mosaic train` records) and on the WikiArt paintings with their titles."""
+    import csv
+
+    import torch
+    from PIL import Image
+
+    from mosaic.models.lite import Heads, LiteEncoder
+    from mosaic.train import evaluate_heads, ood_features
+    from mosaic.util import load_module
+
+    heads = load_module(Heads, checkpoint, "a checkpoint")
+    encoder = LiteEncoder()
+    art = list(csv.DictReader(open(DATA / "wikiart-30" / "metadata.csv", encoding="utf-8")))
+    sets = {"skimage": ood_features(checkpoint.with_suffix("")),
+            "wikiart": {"images": encoder.image_features([Image.open(DATA / "wikiart-30" / "images" / a["file"])
+                                                          .convert("RGB") for a in art]),
+                        "texts": encoder.text.encode([a["title"] for a in art])}}
+    chosen, lines = heads.mix, []
+    for label, mix in (("zero-shot `lite`", 0.0), ("trained heads alone", 1.0), (f"**checkpoint (mix {chosen})**", chosen)):
+        heads.config["mix"] = mix
+        cells = []
+        for data in sets.values():
+            n = len(data["images"])
+            report = evaluate_heads(heads, torch.from_numpy(data["images"]), torch.from_numpy(data["texts"]),
+                                    np.arange(n), np.arange(n))
+            cells += [report[d][m] for d in ("t2i", "i2t") for m in ("R@1", "R@10")]
+        lines.append(f"| {label} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
+    return lines
 
 
 def main() -> None:
@@ -65,8 +102,13 @@ def main() -> None:
     lines += [row(f"trained, round {h['round']} (no mining)", h["test"]) for h in control_history]
     lines += [row(f"trained, round {h['round']}" + (" + hard negatives" if h["hard_negatives"]
                                                     else " (in-batch negatives)"), h["test"]) for h in history]
+    mix = json.loads((mined.with_suffix("") / "history.json").read_text())
+    lines.append(row(f"trained checkpoint: heads mixed with zero-shot (mix {mix['mix']['chosen']}, chosen on "
+                     f"{mix['mix']['validation_images']} validation images)", mix["final"]["test"]))
     lines.append(row("**trained checkpoint, collection rebuilt with it**", final))
-    table = "\n".join(lines)
+    ood = ["| model | skimage t2i R@1 | t2i R@10 | i2t R@1 | i2t R@10 | WikiArt t2i R@1 | t2i R@10 | i2t R@1 | i2t R@10 |",
+           "|---|" + "---|" * 8, *out_of_domain(mined)]
+    table = "\n".join(lines) + "\n\nOut of domain:\n\n" + "\n".join(ood)
     print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "flickr8k_training.md").write_text(
@@ -75,7 +117,8 @@ def main() -> None:
         "stored previews; the last row rebuilt the collection from the original images with the checkpoint.\n\n"
         + table + "\n")
     report = {"split": "test", "candidates": final["candidates"], "zero_shot": base, "trained": final,
-              "rounds": history, "rounds_without_mining": control_history,
+              "rounds": history, "rounds_without_mining": control_history, "mix": mix["mix"],
+              "mixed": mix["final"], "out_of_domain_table": ood,
               "plots": [str(p.relative_to(ROOT)) for p in plots]}
     (RESULTS / "flickr8k_training.json").write_text(json.dumps(report, indent=2) + "\n")
 

@@ -27,29 +27,49 @@ def test_training_learns_and_records_each_round(trained):
     for r in rounds:
         # 200 held-out test images as candidates: random R@10 is 5 %
         assert r["test"]["t2i"]["R@10"] > 25 and r["test"]["i2t"]["R@10"] > 25, r
+        assert r["out_of_domain"]["t2i"]["R@10"] > 0  # the 17 skimage photos, recorded every round
     assert (trained.with_suffix("") / "round_0.pt").exists() and trained.exists()
+
+
+def test_the_mix_is_chosen_on_validation_images_only(trained):
+    history = json.loads((trained.with_suffix("") / "history.json").read_text())
+    mix = history["mix"]
+    assert mix["validation_images"] == 12 and [t["mix"] for t in mix["tried"]] == [i / 10 for i in range(11)]
+    best = max(t["score"] for t in mix["tried"])
+    robust = [t["mix"] for t in mix["tried"] if t["score"] >= best - TrainConfig().mix_tolerance]
+    assert mix["chosen"] == robust[0]  # the most zero-shot mix within the tolerance of the best
+    assert set(history["final"]) == {"test", "out_of_domain"}
 
 
 def test_mined_negatives_are_wrong_train_images_only(trained, flickr):
     c = flickr.collection
     train_rows, test_rows = split_rows(c.ids(), "train"), split_rows(c.ids(), "test")
+    validation = training.validation_rows(c.ids(), train_rows, TrainConfig().validation)
+    fit = np.setdiff1d(train_rows, validation)
     negatives = np.load(trained.with_suffix("") / "negatives_1.npy")
     features = np.load(trained.with_suffix("") / "features.npz")
-    owner = features["owner"][np.isin(features["owner"], train_rows)]
-    assert negatives.shape == (len(owner), 3) == (500, 3)
-    assert np.isin(negatives, train_rows).all() and not np.isin(negatives, test_rows).any()
+    owner = features["owner"][np.isin(features["owner"], fit)]
+    assert negatives.shape == (len(owner), 3) == (440, 3)  # 88 of the 100 train images; 12 validate
+    assert np.isin(negatives, fit).all() and not np.isin(negatives, np.concatenate([test_rows, validation])).any()
     assert not (negatives == owner[:, None]).any()
 
 
 def test_checkpoint_is_a_model_spec(trained, flickr):
     encoder = load_encoder(f"lite:{trained}")
-    assert encoder.dim == 256 and encoder.spec == f"lite:{trained}"
+    mix = encoder.heads.mix
+    assert encoder.dim == (256 if mix == 1 else 256 + 384) and encoder.spec == f"lite:{trained}"
     row = 7
     image = flickr.collection.thumbnail(row)
     img, txt = encoder.encode_images([image]), encoder.encode_texts(flickr.collection.item_captions(row)[:5])
     np.testing.assert_allclose(np.linalg.norm(img, axis=1), 1, atol=1e-5)
-    assert img.shape == (1, 256) and txt.shape == (5, 256)
+    assert img.shape == (1, encoder.dim) and txt.shape == (5, encoder.dim)
     assert (txt @ img.T).mean() > 0.2  # its own captions, in the trained space
+    zero_shot = load_encoder("lite")
+    encoder.heads.config["mix"] = 1.0  # the heads alone
+    alone = encoder.encode_texts(flickr.collection.item_captions(row)[:5]) @ encoder.encode_images([image]).T
+    expected = mix * alone + (1 - mix) * (zero_shot.encode_texts(flickr.collection.item_captions(row)[:5])
+                                          @ zero_shot.encode_images([image]).T)
+    np.testing.assert_allclose(txt @ img.T, expected, atol=1e-4)  # scores mixed as WiSE-FT mixes them
 
 
 def test_interrupted_training_resumes_after_its_last_round(flickr, tmp_path, monkeypatch):

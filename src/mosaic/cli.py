@@ -157,7 +157,8 @@ def cmd_train(args) -> None:
     out = args.out or ARTIFACTS / "models" / f"{Path(args.collection).name}.pt"
     if out.suffix != ".pt":
         raise UsageError(f"--out {out} should end in .pt")
-    config = TrainConfig(rounds=args.rounds, epochs=args.epochs, negatives=args.negatives, seed=args.seed)
+    config = TrainConfig(rounds=args.rounds, epochs=args.epochs, negatives=args.negatives, seed=args.seed,
+                         mix_tolerance=args.mix_tolerance)
     print(train(_collection_path(args.collection), out, config, resume=args.resume, progress=not args.quiet))
 
 
@@ -427,6 +428,9 @@ def _add_train(p) -> None:
     p.add_argument("--negatives", type=int, default=d.negatives,
                    help="hard negatives mined per caption, 0: no mining (default: %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="seeds the heads and the batches (default: %(default)s)")
+    p.add_argument("--mix-tolerance", type=float, default=d.mix_tolerance,
+                   help="validation points given up for a more zero-shot, more robust mix; 0 takes the "
+                        "best-scoring mix (default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue after the last finished round")
     _add_quiet(p)
     p.set_defaults(func=cmd_train)

@@ -5,14 +5,22 @@ Towers (EfficientNet-Lite0, MiniLM) stay frozen: their outputs for the collectio
 human captions are computed once and cached. Round 0 trains the heads with a symmetric InfoNCE
 loss (in-batch negatives, learnable temperature); every later round first mines, with the current
 heads, the highest-ranked wrong training images of each training caption, then trains on with
-those images added to the batches as extra negatives. Only the train split is used for training
-and mining; the test split (evaluate.split_rows) is scored after each round, for the record.
+those images added to the batches as extra negatives.
+
+Heads trained on one collection fit its domain and lose the zero-shot model's breadth, so the
+checkpoint ensembles them with the zero-shot model (`Heads.mix`, WiSE-FT in score space). The mix
+is chosen on a validation share of the train split that training never sees: the most zero-shot
+mix whose validation score (mean of R@1 and R@10, both directions) is within `mix_tolerance`
+points of the best. The test split (evaluate.split_rows) and an out-of-domain check (scikit-image's
+bundled photos and their written descriptions) are scored after each round and for the final
+mix, for the record; neither chooses anything.
 
     <out>.pt          the final heads: `--model lite:<out>.pt` for build, search and the app
     <out>/            features.npz, round_N.pt, negatives_N.npy, history.json (what --resume reads)
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -42,7 +50,12 @@ class TrainConfig:
     dim: int = 256
     hidden: int = 512
     negatives: int = 3  # mined per training caption; one of them joins each batch (0: no mining)
+    validation: float = 0.125  # share of the train images held out to choose the mix
+    mix_tolerance: float = 2.0  # points of validation score given up for a more zero-shot (robust) mix
     seed: int = 0
+
+
+MIXES = np.round(np.linspace(0, 1, 11), 2)  # weights of the trained heads tried (0: zero-shot alone)
 
 
 class Rounds:
@@ -106,6 +119,27 @@ def tower_features(c: Collection, work: Path, progress: bool = True) -> dict:
     return features
 
 
+def ood_features(work: Path) -> dict:
+    """Frozen-tower outputs of the out-of-domain check: scikit-image's bundled photos and their
+    written descriptions (cached)."""
+    from .sources import skimage_photos
+
+    cache = work / "out_of_domain.npz"
+    if not cache.exists():
+        records = list(skimage_photos())
+        encoder = LiteEncoder()
+        np.savez(cache, images=encoder.image_features([r.image.convert("RGB") for r in records]),
+                 texts=encoder.text.encode([r.texts[0] for r in records]))
+    return dict(np.load(cache))
+
+
+def validation_rows(ids: list[str], train_rows: np.ndarray, share: float) -> np.ndarray:
+    """A fixed share of the train images (by a hash of their ids), held out to choose the mix."""
+    n = max(1, round(share * len(train_rows)))
+    order = sorted(train_rows, key=lambda r: hashlib.sha1(f"validation:{ids[r]}".encode()).hexdigest())
+    return np.sort(np.asarray(order[:n], np.int64))
+
+
 def info_nce(heads: Heads, images: torch.Tensor, texts: torch.Tensor, owner: np.ndarray,
              extra: torch.Tensor | None) -> torch.Tensor:
     """Symmetric InfoNCE over a batch of captions and their images (several captions of one image
@@ -143,6 +177,32 @@ def evaluate_heads(heads: Heads, images: torch.Tensor, texts: torch.Tensor, owne
     return directions(pairs)
 
 
+def checks(heads: Heads, images, texts, owner, test_rows, ood: dict) -> dict:
+    """The test split and the out-of-domain check, scored with the heads as they are."""
+    n = len(ood["images"])
+    return {"test": evaluate_heads(heads, images, texts, owner, test_rows),
+            "out_of_domain": evaluate_heads(heads, torch.from_numpy(ood["images"]), torch.from_numpy(ood["texts"]),
+                                            np.arange(n), np.arange(n))}
+
+
+def summary_score(report: dict) -> float:
+    """One number for a retrieval report: the mean of R@1 and R@10 in both directions."""
+    return float(np.mean([report[d][m] for d in ("t2i", "i2t") for m in ("R@1", "R@10")]))
+
+
+def choose_mix(heads: Heads, images, texts, owner, rows: np.ndarray, tolerance: float) -> tuple[float, list[dict]]:
+    """The most zero-shot mix (see the module docstring) whose score on the validation `rows` is
+    within `tolerance` points of the best, and every mix's score."""
+    tried = []
+    for mix in MIXES:
+        heads.config["mix"] = float(mix)
+        tried.append({"mix": float(mix), "score": round(summary_score(evaluate_heads(heads, images, texts, owner, rows)), 2)})
+    best = max(t["score"] for t in tried)
+    chosen = next(t["mix"] for t in tried if t["score"] >= best - tolerance)
+    heads.config["mix"] = chosen
+    return chosen, tried
+
+
 def train(collection: str | Path, out: str | Path, config: TrainConfig, resume: bool = False,
           progress: bool = True) -> Path:
     """Train (or resume) heads on a collection's train split; returns the final checkpoint."""
@@ -154,7 +214,10 @@ def train(collection: str | Path, out: str | Path, config: TrainConfig, resume: 
     feats = tower_features(c, work, progress)
     images, texts = torch.from_numpy(feats["images"]), torch.from_numpy(feats["texts"])
     owner = feats["owner"]
+    ood = ood_features(work)
     train_rows, test_rows = split_rows(c.ids(), "train"), split_rows(c.ids(), "test")
+    val_rows = validation_rows(c.ids(), train_rows, config.validation)
+    train_rows = np.setdiff1d(train_rows, val_rows)
     train_caps = np.flatnonzero(np.isin(owner, train_rows))
 
     torch.manual_seed(config.seed)
@@ -183,10 +246,18 @@ def train(collection: str | Path, out: str | Path, config: TrainConfig, resume: 
             losses.append(loss.item())
         entry = {"round": r, "hard_negatives": negatives is not None, "loss": round(float(np.mean(losses[-20:])), 4),
                  "temperature": round(float(1 / heads.logit_scale.detach().exp()), 4),
-                 "test": evaluate_heads(heads, images, texts, owner, test_rows)}
+                 **checks(heads, images, texts, owner, test_rows, ood)}
         rounds.finish(entry, heads, optimizer)
-        log.info("round %d: loss %.3f, test t2i R@1 %.1f R@10 %.1f", r, entry["loss"],
-                 entry["test"]["t2i"]["R@1"], entry["test"]["t2i"]["R@10"])
+        log.info("round %d: loss %.3f, test t2i R@1 %.1f R@10 %.1f, out of domain t2i R@1 %.1f R@10 %.1f", r,
+                 entry["loss"], entry["test"]["t2i"]["R@1"], entry["test"]["t2i"]["R@10"],
+                 entry["out_of_domain"]["t2i"]["R@1"], entry["out_of_domain"]["t2i"]["R@10"])
 
-    save_module(heads, out, history=rounds.history)
+    mix, tried = choose_mix(heads, images, texts, owner, val_rows, config.mix_tolerance)
+    history = {**rounds.history, "mix": {"chosen": mix, "validation_images": len(val_rows), "tried": tried},
+               "final": checks(heads, images, texts, owner, test_rows, ood)}
+    log.info("mix %.1f: test t2i R@1 %.1f R@10 %.1f, out of domain t2i R@1 %.1f R@10 %.1f", mix,
+             history["final"]["test"]["t2i"]["R@1"], history["final"]["test"]["t2i"]["R@10"],
+             history["final"]["out_of_domain"]["t2i"]["R@1"], history["final"]["out_of_domain"]["t2i"]["R@10"])
+    write_json(rounds.file, history)
+    save_module(heads, out, history=history)
     return out

@@ -143,13 +143,19 @@ class Heads(torch.nn.Module):
 
     image: standardised [pooled EfficientNet features, zero-shot label embedding] -> MLP -> dim
     text:  MiniLM sentence embedding -> linear -> dim
-    Both outputs are L2-normalised; `logit_scale` is the learnable inverse temperature."""
+    Both outputs are L2-normalised; `logit_scale` is the learnable inverse temperature.
+
+    With `mix` below 1, the heads are ensembled with the zero-shot model in score space (WiSE-FT,
+    Wortsman et al. 2022, for two models whose spaces differ): an embedding is the trained one
+    scaled by sqrt(mix) next to the zero-shot one (the label embedding, or MiniLM's) scaled by
+    sqrt(1 - mix), so every dot product is mix * trained score + (1 - mix) * zero-shot score and
+    stays unit-length (`out_dim` = dim + text_in)."""
 
     def __init__(self, image_in: int, text_in: int, dim: int = 256, hidden: int = 512,
-                 input_dropout: float = 0.5, dropout: float = 0.5):
+                 input_dropout: float = 0.5, dropout: float = 0.5, mix: float = 1.0):
         super().__init__()
         self.config = {"image_in": image_in, "text_in": text_in, "dim": dim, "hidden": hidden,
-                       "input_dropout": input_dropout, "dropout": dropout}
+                       "input_dropout": input_dropout, "dropout": dropout, "mix": mix}
         nn = torch.nn
         self.image = nn.Sequential(nn.Dropout(input_dropout), nn.Linear(image_in, hidden), nn.GELU(),
                                    nn.Dropout(dropout), nn.Linear(hidden, dim))
@@ -158,11 +164,25 @@ class Heads(torch.nn.Module):
         self.register_buffer("image_mean", torch.zeros(image_in))
         self.register_buffer("image_std", torch.ones(image_in))
 
+    @property
+    def mix(self) -> float:
+        return self.config["mix"]
+
+    @property
+    def out_dim(self) -> int:
+        return self.config["dim"] + (self.config["text_in"] if self.mix < 1 else 0)
+
     def embed_images(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.normalize(self.image((x - self.image_mean) / self.image_std), dim=-1)
+        trained = torch.nn.functional.normalize(self.image((x - self.image_mean) / self.image_std), dim=-1)
+        return self._mixed(trained, x[:, -self.config["text_in"]:])
 
     def embed_texts(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.normalize(self.text(x), dim=-1)
+        return self._mixed(torch.nn.functional.normalize(self.text(x), dim=-1), x)
+
+    def _mixed(self, trained: torch.Tensor, zero_shot: torch.Tensor) -> torch.Tensor:
+        if self.mix >= 1:
+            return trained
+        return torch.cat([trained * self.mix ** 0.5, zero_shot * (1 - self.mix) ** 0.5], dim=-1)
 
 
 
@@ -179,7 +199,7 @@ class LiteEncoder(DualEncoder):
         self.heads = None
         if checkpoint:
             self.heads = load_module(Heads, checkpoint, "a checkpoint written by `mosaic train`").to(self.device)
-        self.dim = self.heads.config["dim"] if self.heads else self.text.dim
+        self.dim = self.heads.out_dim if self.heads else self.text.dim
 
     def embed_probabilities(self, probs: np.ndarray, k: int = TOP_LABELS) -> np.ndarray:
         """Weighted mean of the top-k label embeddings, weights = renormalised probabilities."""
