@@ -22,6 +22,7 @@ SESSIONS = 100  # browser tabs and API clients whose last values Gradio keeps (i
 
 CSS = """
 .hint p { margin: 0; color: var(--body-text-color-subdued); }
+.results .fixed-height { max-height: none !important; }  /* every result row shown: the page scrolls, not the grid */
 .results .caption-label { white-space: normal; max-width: 100%; display: -webkit-box; -webkit-line-clamp: 2;
                           -webkit-box-orient: vertical; overflow: hidden; }
 .strip .grid-container { grid-template-columns: none !important; grid-auto-flow: column;
@@ -85,22 +86,8 @@ def build_app(library: Library, cache_sweep: tuple[int, int] = CACHE_SWEEP) -> g
         tabs.remember_tab(tab_row)
         opened = demo.load(tabs.link_restorer(library, len(reset["outputs"])), None,
                            [collection, search.text, tab_row, *reset["outputs"]], api_visibility="private")
-        opened.then(
-            _run_if_query(search.run), search.run["inputs"], search.run["outputs"], api_visibility="private").then(
-            shared.handler(handlers.result_note), [collection, min_score, search.panel.hits], search.panel.note,
-            api_visibility="private")
+        search.search_after(opened.then)
     return demo
-
-
-def _run_if_query(run: dict):
-    """The Search tab's search, for a page opened from a link: only when the link carries a query."""
-    import gradio as gr
-
-    def fn(collection, text, *rest):
-        if not (text or "").strip():
-            return gr.skip(), gr.skip()
-        return run["fn"](collection, text, *rest)
-    return fn
 
 
 def serve(paths: list[str | Path], host: str | None = None, port: int | None = None, block: bool = True,

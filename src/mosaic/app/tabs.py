@@ -230,7 +230,7 @@ class SearchTab(NamedTuple):
     text: gr.Textbox
     examples: gr.Dataset
     panel: Results
-    run: dict  # event arguments that run the search in the box
+    search_after: Callable  # wires another event (a link opened) to the search in the box, if it holds one
 
 
 def search_tab(shared: Controls) -> SearchTab:
@@ -256,7 +256,15 @@ def search_tab(shared: Controls) -> SearchTab:
     for event in (go.click, text.submit, pick.then):
         event(None, [shared.collection, text], None, js=SHARE_JS, api_visibility="private")
     return SearchTab(text, examples, panel,
-                     dict(fn=fn, inputs=[*inputs, shared.hide_duplicates], outputs=[panel.grid, panel.hits]))
+                     lambda event: wire_search([event], if_query(fn), inputs, panel, shared))
+
+
+def if_query(search: Callable) -> Callable:
+    """A text search that runs only when its box (the second input) holds a query."""
+    @wraps(search)
+    def wrapper(collection, text, *rest):
+        return search(collection, text, *rest) if (text or "").strip() else (gr.skip(), gr.skip())
+    return wrapper
 
 
 TAB_JS = """(tab) => {
