@@ -1,6 +1,7 @@
 """Updating a collection in place (fast tier: the fake encoder, a folder of coloured pictures)."""
 import os
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -185,3 +186,15 @@ def test_a_captions_collection_updates_like_a_fresh_build(tmp_path, flickr_dir, 
     changes = Collection.load(out).manifest.last_update
     assert (len(changes["added"]), len(changes["changed"]), len(changes["removed"])) == (10, 3, 2)
     assert_same(Collection.load(out), Collection.load(build(cfg, tmp_path / "fresh", progress=False)))
+
+
+def test_the_progress_bar_knows_the_total(tmp_path, fake_encoder, capsys):
+    from mosaic.sources import source_size
+
+    root = folder_of_pictures(tmp_path / "photos")
+    (root / "notes.txt").write_text("not an image")
+    assert source_size("folder", str(root)) == 12 and source_size("hub", "any/repo") is None
+    build(config(root), tmp_path / "c", progress=True)
+    assert "12/12" in capsys.readouterr().err  # a total (and so an ETA) from the start
+    build(replace(config(root), limit=5), tmp_path / "d", progress=True)
+    assert "5/5" in capsys.readouterr().err

@@ -32,7 +32,7 @@ from .collection import Collection, Files, Manifest
 from .errors import CollectionError, SourceError, UsageError
 from .index import build_annoy
 from .models import load_captioner, load_encoder, resolve_captioner, resolve_encoder
-from .sources import MAX_PIXELS, fields_of, load_image, open_source, select
+from .sources import MAX_PIXELS, fields_of, load_image, open_source, select, source_size
 from .stages import Vocabulary, concat_columns, item_columns, process_batch
 from .util import sha256, write_json
 
@@ -152,7 +152,8 @@ def _fill(out: Path, manifest: Manifest | None, config: BuildConfig, progress: b
     else:
         captioner = _captioner(config)
         shards = (process_shard(chunk, config, encoder, captioner, tag_emb, previous) for chunk in chunks)
-    bar = tqdm(total=config.limit, initial=done, unit="img", desc=f"building {out.name}", disable=not progress)
+    bar = tqdm(total=_total(config) if progress else None, initial=done, unit="img", desc=f"building {out.name}",
+               disable=not progress)
     started, built = time.perf_counter(), 0
     for shard in shards:
         _write_shard(out, manifest, shard)
@@ -163,6 +164,12 @@ def _fill(out: Path, manifest: Manifest | None, config: BuildConfig, progress: b
     _finish(out, manifest, config, tag_emb)
     log.info("built %s: %d items (%d computed this run, %.1f images/s)", out, manifest.counts["items"],
              built, built / elapsed if elapsed else 0.0)
+
+
+def _total(config: BuildConfig) -> int | None:
+    """The records the build will read, when known (the progress bar's total and ETA)."""
+    known = [n for n in (source_size(config.source, config.path, **config.options), config.limit) if n]
+    return min(known) if known else None
 
 
 def _existing(out: Path, config: BuildConfig, overwrite: bool, update: bool) -> Manifest | None:

@@ -323,6 +323,19 @@ def fields_of(kind: str) -> Fields:
     return FIELDS.get(kind, Fields())
 
 
+STREAMED = ("hub", "wikiart-hub")  # their size is not known without reading them all
+
+
+def source_size(kind: str, path: str | None = None, **options) -> int | None:
+    """How many records a source holds, for a progress bar's total: an image folder's image files
+    are counted (their EXIF is not read), the other files' sources listed; None for a streamed one."""
+    if kind in STREAMED:
+        return None
+    if kind == "folder":
+        return sum(1 for p in Path(path).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    return sum(1 for _ in open_source(kind, path, **options))
+
+
 def open_source(kind: str, path: str | None = None, **options) -> Iterator[Record]:
     """Records from a source named by kind ('captions', 'wikiart', ...) and its path or repo."""
     if kind not in SOURCES:
