@@ -5,7 +5,7 @@ import random
 import numpy as np
 import pytest
 
-from mosaic.evaluate import Pairs, directions, plot, relevant_ranks, retrieval, split_rows, summarize, write_csv
+from mosaic.evaluate import KS, Pairs, directions, metrics, plot, relevant_ranks, retrieval, split_rows, summarize, write_csv
 
 
 def test_metrics_on_hand_computed_ranks():
@@ -84,3 +84,27 @@ def test_directions_on_identical_embeddings_are_perfect():
     owner = np.repeat(np.arange(50), 2)
     r = directions(Pairs(images, images[owner], owner))
     assert r["t2i"]["R@1"] == 100 and r["i2t"]["R@1"] == 100 and r["i2t"]["NDCG@10"] == pytest.approx(1)
+
+
+def test_metrics_agree_with_torchmetrics():
+    """The same rankings scored by Mosaic and by torchmetrics' retrieval metrics (a reference
+    implementation): hit rate at K, MRR and NDCG@10 agree to 1e-6."""
+    import torch
+    from torchmetrics.retrieval import RetrievalHitRate, RetrievalMRR, RetrievalNormalizedDCG
+
+    rng = np.random.default_rng(0)
+    queries, candidates = 60, 40
+    scores = rng.random((queries, candidates))  # continuous: no ties, whose order the two may break apart
+    relevant = [rng.choice(candidates, size=rng.integers(1, 6), replace=False) for _ in range(queries)]
+    ours = metrics(relevant_ranks(scores, relevant, None, rng))
+    target = np.zeros_like(scores, bool)
+    for q, rel in enumerate(relevant):
+        target[q, rel] = True
+    args = (torch.tensor(scores).flatten(), torch.tensor(target).flatten())
+    indexes = torch.arange(queries).repeat_interleave(candidates)
+    reference = {f"R@{k}": 100 * RetrievalHitRate(top_k=k)(*args, indexes=indexes).item() for k in KS}
+    reference["MRR"] = RetrievalMRR()(*args, indexes=indexes).item()
+    reference["NDCG@10"] = RetrievalNormalizedDCG(top_k=10)(*args, indexes=indexes).item()
+    assert ours.keys() == reference.keys()
+    for name, value in ours.items():
+        assert value == pytest.approx(reference[name], abs=1e-6), name

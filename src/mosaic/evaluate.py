@@ -87,13 +87,20 @@ def relevant_ranks(scores: np.ndarray, relevant: list[np.ndarray], pool: int | N
     return out
 
 
-def summarize(ranks: list[np.ndarray]) -> dict:
+def metrics(ranks: list[np.ndarray]) -> dict[str, float]:
+    """R@K (% of queries with a relevant item in the top K), MRR and NDCG@10 (binary relevance)
+    of each query's 1-based relevant ranks."""
     first = np.array([r[0] for r in ranks])
-    out = {f"R@{k}": round(100 * float((first <= k).mean()), 2) for k in KS}
-    out["MRR"] = round(float((1 / first).mean()), 4)
+    out = {f"R@{k}": 100 * float((first <= k).mean()) for k in KS}
+    out["MRR"] = float((1 / first).mean())
     ndcg = [sum(1 / np.log2(r[r <= 10] + 1)) / sum(1 / np.log2(np.arange(2, min(len(r), 10) + 2))) for r in ranks]
-    out["NDCG@10"] = round(float(np.mean(ndcg)), 4)
+    out["NDCG@10"] = float(np.mean(ndcg))
     return out
+
+
+def summarize(ranks: list[np.ndarray]) -> dict:
+    """`metrics`, rounded for reports (recalls to 0.01 %, the others to 4 decimals)."""
+    return {name: round(v, 2 if name.startswith("R@") else 4) for name, v in metrics(ranks).items()}
 
 
 def directions(pairs: Pairs, pool: int | None = None, precision: str = "fp32", seed: int = 0,
