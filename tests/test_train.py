@@ -39,6 +39,7 @@ def test_the_mix_is_chosen_on_validation_images_only(trained):
     robust = [t["mix"] for t in mix["tried"] if t["score"] >= best - TrainConfig().mix_tolerance]
     assert mix["chosen"] == robust[0]  # the most zero-shot mix within the tolerance of the best
     assert set(history["final"]) == {"test", "out_of_domain"}
+    assert (trained.with_suffix("") / "history.png").stat().st_size > 20_000  # both checks by round, the mixes
 
 
 def test_mined_negatives_are_wrong_train_images_only(trained, flickr):

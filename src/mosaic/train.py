@@ -35,7 +35,7 @@ from .collection import Collection
 from .errors import CollectionError
 from .evaluate import Pairs, directions, split_rows
 from .models.lite import Heads, LiteEncoder
-from .util import save_module, write_json
+from .util import save_figure, save_module, write_json
 
 log = logging.getLogger("mosaic")
 
@@ -259,5 +259,32 @@ def train(collection: str | Path, out: str | Path, config: TrainConfig, resume: 
              history["final"]["test"]["t2i"]["R@1"], history["final"]["test"]["t2i"]["R@10"],
              history["final"]["out_of_domain"]["t2i"]["R@1"], history["final"]["out_of_domain"]["t2i"]["R@10"])
     write_json(rounds.file, history)
+    plot_history(history, work / "history.png")
     save_module(heads, out, history=history)
     return out
+
+
+def plot_history(history: dict, path: Path) -> None:
+    """Text->image R@1 and R@10 of the heads alone at each round, on the test split and out of
+    domain; and the validation score of each mix, the chosen one marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (by_round, by_mix) = plt.subplots(1, 2, figsize=(9, 3.5))
+    x = [r["round"] for r in history["rounds"]]
+    for check, style in (("test", "o-"), ("out_of_domain", "s--")):
+        for metric in ("R@1", "R@10"):
+            by_round.plot(x, [r[check]["t2i"][metric] for r in history["rounds"]], style,
+                          label=f"{check.replace('_', ' ')}, t2i {metric}")
+    by_round.set(xlabel="round (heads alone)", ylabel="%", xticks=x)
+    by_round.legend(fontsize=7)
+    tried = history["mix"]["tried"]
+    by_mix.plot([t["mix"] for t in tried], [t["score"] for t in tried], "o-", label="validation score")
+    by_mix.axvline(history["mix"]["chosen"], color="black", ls=":", label=f"chosen: {history['mix']['chosen']}")
+    by_mix.set(xlabel="mix (0: zero-shot, 1: heads alone)", ylabel="mean of R@1 and R@10, both directions")
+    by_mix.legend(fontsize=7)
+    for ax in (by_round, by_mix):
+        ax.grid(alpha=0.3)
+    save_figure(fig, path)
