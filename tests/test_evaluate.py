@@ -108,3 +108,13 @@ def test_metrics_agree_with_torchmetrics():
     assert ours.keys() == reference.keys()
     for name, value in ours.items():
         assert value == pytest.approx(reference[name], abs=1e-6), name
+
+
+def test_paired_bootstrap_tells_chance_from_a_real_difference():
+    from mosaic.evaluate import paired_bootstrap
+
+    rng = np.random.default_rng(1)
+    a = rng.random(500) < 0.5
+    assert paired_bootstrap(a, a) == 1.0  # the same results
+    assert paired_bootstrap(a, rng.permutation(a)) > 0.05  # the same rate, other queries
+    assert paired_bootstrap(np.ones(500), a) < 0.001  # every query better

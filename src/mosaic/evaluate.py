@@ -103,14 +103,38 @@ def summarize(ranks: list[np.ndarray]) -> dict:
     return {name: round(v, 2 if name.startswith("R@") else 4) for name, v in metrics(ranks).items()}
 
 
+def _queries(pairs: Pairs) -> list[tuple]:
+    """(direction, queries, gallery, each query's relevant gallery rows), text->image and image->text."""
+    captions_of = [np.flatnonzero(pairs.owner == i) for i in range(len(pairs.images))]
+    return [("t2i", pairs.texts, pairs.images, [np.array([o]) for o in pairs.owner]),
+            ("i2t", pairs.images, pairs.texts, captions_of)]
+
+
+def first_ranks(pairs: Pairs) -> dict[str, np.ndarray]:
+    """Each query's rank of its first relevant item, text->image and image->text (all items as
+    candidates, fp32): what `paired_bootstrap` compares between two models on the same queries."""
+    out = {}
+    for name, queries, gallery, relevant in _queries(pairs):
+        scores = ExactIndex(gallery, "fp32", device="cpu").scores(queries)
+        out[name] = np.array([r[0] for r in relevant_ranks(scores, relevant, None, np.random.default_rng(0))])
+    return out
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, samples: int = 10_000, seed: int = 0) -> float:
+    """Two-sided p-value that two models' per-query results on the same queries (hits at K, as
+    0/1) differ only by chance: the share of resamples of the queries whose mean difference falls
+    on the other side of zero, doubled."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    means = d[np.random.default_rng(seed).integers(0, len(d), (samples, len(d)))].mean(1)
+    return float(min(1.0, 2 * min((means <= 0).mean(), (means >= 0).mean())))
+
+
 def directions(pairs: Pairs, pool: int | None = None, precision: str = "fp32", seed: int = 0,
                random_scores: bool = False) -> dict:
     """Metrics of text->image and image->text (with random scores instead, for the baseline)."""
-    captions_of = [np.flatnonzero(pairs.owner == i) for i in range(len(pairs.images))]
     rng = np.random.default_rng(seed)
     out = {}
-    for name, queries, gallery, relevant in (("t2i", pairs.texts, pairs.images, [np.array([o]) for o in pairs.owner]),
-                                             ("i2t", pairs.images, pairs.texts, captions_of)):
+    for name, queries, gallery, relevant in _queries(pairs):
         if random_scores:
             scores = rng.random((len(queries), len(gallery)), dtype=np.float32)
         else:
