@@ -72,8 +72,9 @@ def significance(mined: Path, control: Path, collection) -> dict:
     heads alone."""
     import torch
 
-    from mosaic.evaluate import Pairs, first_ranks, paired_bootstrap, split_rows
+    from mosaic.evaluate import first_ranks, paired_bootstrap, split_rows
     from mosaic.models.lite import Heads
+    from mosaic.train import embedded_pairs
     from mosaic.util import load_module
 
     feats = np.load(mined.with_suffix("") / "features.npz")
@@ -82,10 +83,8 @@ def significance(mined: Path, control: Path, collection) -> dict:
     def ranks(checkpoint: Path, mix: float | None = None) -> np.ndarray:
         heads = load_module(Heads, checkpoint, "a checkpoint")
         heads.config["mix"] = heads.mix if mix is None else mix
-        with torch.no_grad():
-            images = heads.embed_images(torch.from_numpy(feats["images"])).numpy()
-            texts = heads.embed_texts(torch.from_numpy(feats["texts"])).numpy()
-        return first_ranks(Pairs.of_items(images, texts, feats["owner"], test))["t2i"]
+        images, texts = torch.from_numpy(feats["images"]), torch.from_numpy(feats["texts"])
+        return first_ranks(embedded_pairs(heads, images, texts, feats["owner"], test))["t2i"]
 
     mined_alone, control_alone, mixed = ranks(mined, 1.0), ranks(control, 1.0), ranks(mined)
     return {f"{what}, t2i R@{k}": round(paired_bootstrap(a <= k, b <= k), 4)

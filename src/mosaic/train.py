@@ -167,14 +167,21 @@ def mine(heads: Heads, images: torch.Tensor, texts: torch.Tensor, owner: np.ndar
     return train[scores.topk(n, dim=1).indices.numpy()]
 
 
-def evaluate_heads(heads: Heads, images: torch.Tensor, texts: torch.Tensor, owner: np.ndarray,
-                   rows: np.ndarray) -> dict:
-    """Both directions over the items `rows` (all of them as candidates)."""
+def embedded_pairs(heads: Heads, images: torch.Tensor, texts: torch.Tensor, owner: np.ndarray,
+                   rows: np.ndarray) -> Pairs:
+    """The items `rows` and their captions, embedded by the heads (in eval mode)."""
+    was_training = heads.training
     heads.eval()
     with torch.no_grad():
         pairs = Pairs.of_items(heads.embed_images(images).numpy(), heads.embed_texts(texts).numpy(), owner, rows)
-    heads.train()
-    return directions(pairs)
+    heads.train(was_training)
+    return pairs
+
+
+def evaluate_heads(heads: Heads, images: torch.Tensor, texts: torch.Tensor, owner: np.ndarray,
+                   rows: np.ndarray) -> dict:
+    """Both directions over the items `rows` (all of them as candidates)."""
+    return directions(embedded_pairs(heads, images, texts, owner, rows))
 
 
 def checks(heads: Heads, images, texts, owner, test_rows, ood: dict) -> dict:
@@ -183,6 +190,12 @@ def checks(heads: Heads, images, texts, owner, test_rows, ood: dict) -> dict:
     return {"test": evaluate_heads(heads, images, texts, owner, test_rows),
             "out_of_domain": evaluate_heads(heads, torch.from_numpy(ood["images"]), torch.from_numpy(ood["texts"]),
                                             np.arange(n), np.arange(n))}
+
+
+def checks_line(report: dict) -> str:
+    """`checks`' text->image recalls, for the log."""
+    return ", ".join(f"{name.replace('_', ' ')} t2i R@1 {report[name]['t2i']['R@1']:.1f} R@10 {report[name]['t2i']['R@10']:.1f}"
+                     for name in ("test", "out_of_domain"))
 
 
 def summary_score(report: dict) -> float:
@@ -248,16 +261,12 @@ def train(collection: str | Path, out: str | Path, config: TrainConfig, resume: 
                  "temperature": round(float(1 / heads.logit_scale.detach().exp()), 4),
                  **checks(heads, images, texts, owner, test_rows, ood)}
         rounds.finish(entry, heads, optimizer)
-        log.info("round %d: loss %.3f, test t2i R@1 %.1f R@10 %.1f, out of domain t2i R@1 %.1f R@10 %.1f", r,
-                 entry["loss"], entry["test"]["t2i"]["R@1"], entry["test"]["t2i"]["R@10"],
-                 entry["out_of_domain"]["t2i"]["R@1"], entry["out_of_domain"]["t2i"]["R@10"])
+        log.info("round %d: loss %.3f, %s", r, entry["loss"], checks_line(entry))
 
     mix, tried = choose_mix(heads, images, texts, owner, val_rows, config.mix_tolerance)
     history = {**rounds.history, "mix": {"chosen": mix, "validation_images": len(val_rows), "tried": tried},
                "final": checks(heads, images, texts, owner, test_rows, ood)}
-    log.info("mix %.1f: test t2i R@1 %.1f R@10 %.1f, out of domain t2i R@1 %.1f R@10 %.1f", mix,
-             history["final"]["test"]["t2i"]["R@1"], history["final"]["test"]["t2i"]["R@10"],
-             history["final"]["out_of_domain"]["t2i"]["R@1"], history["final"]["out_of_domain"]["t2i"]["R@10"])
+    log.info("mix %.1f: %s", mix, checks_line(history["final"]))
     write_json(rounds.file, history)
     plot_history(history, work / "history.png")
     save_module(heads, out, history=history)
