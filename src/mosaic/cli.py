@@ -295,7 +295,7 @@ def cmd_serve(args) -> None:
     trained = ARTIFACTS / "models" / "humor"
     humor = args.humor or (trained if (trained / "humor.json").exists() else None)
     serve([_collection_path(c) for c in args.collection] if args.collection else default_collections(),
-          host=args.host, port=args.port, humor=humor, concurrency=args.concurrency)
+          host=args.host, port=args.port, humor=humor, concurrency=args.concurrency, mcp=args.mcp or None)
 
 
 def default_collections() -> list[Path]:
@@ -598,6 +598,8 @@ def _add_serve(p) -> None:
     p.add_argument("--port", type=int, help="port (default 7860, or $GRADIO_SERVER_PORT)")
     p.add_argument("--humor", type=Path, help="humor model folder (default: artifacts/models/humor when trained)")
     p.add_argument("--concurrency", type=int, help="requests served at once (default: one per CPU core)")
+    p.add_argument("--mcp", action="store_true", help="also serve the searches as MCP tools at /gradio_api/mcp/ "
+                                                      "(default: on when GRADIO_MCP_SERVER=true)")
     p.set_defaults(func=cmd_serve)
 
 

@@ -92,11 +92,12 @@ def build_app(library: Library, cache_sweep: tuple[int, int] = CACHE_SWEEP) -> g
 
 def serve(paths: list[str | Path], host: str | None = None, port: int | None = None, block: bool = True,
           humor: str | Path | None = None, concurrency: int | None = None,
-          cache_sweep: tuple[int, int] = CACHE_SWEEP) -> gr.Blocks:
+          cache_sweep: tuple[int, int] = CACHE_SWEEP, mcp: bool | None = None) -> gr.Blocks:
     """Load the collections (and the humor model) and start the app (host/port default to
     Gradio's, or GRADIO_SERVER_NAME / GRADIO_SERVER_PORT as on Hugging Face Spaces). Up to
     `concurrency` requests run at once (default: one per CPU core), torch's threads shared
-    between them; uploads above MAX_UPLOAD_MB are refused while they arrive."""
+    between them; uploads above MAX_UPLOAD_MB are refused while they arrive. With `mcp` (default:
+    GRADIO_MCP_SERVER=true), every API endpoint is also an MCP tool, served at /gradio_api/mcp/."""
     import torch
 
     cores = os.cpu_count() or 1
@@ -105,5 +106,5 @@ def serve(paths: list[str | Path], host: str | None = None, port: int | None = N
     demo = build_app(Library(paths, humor), cache_sweep)
     demo.queue(default_concurrency_limit=concurrency).launch(
         server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
-        max_file_size=f"{handlers.MAX_UPLOAD_MB}mb", state_session_capacity=SESSIONS)
+        max_file_size=f"{handlers.MAX_UPLOAD_MB}mb", state_session_capacity=SESSIONS, mcp_server=mcp)
     return demo

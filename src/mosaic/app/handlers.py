@@ -249,7 +249,20 @@ def query_image(upload: Upload, item_id: str | None) -> Image.Image | str:
 
 def image_search(library: Library, collection: str, upload: Upload, item_id: str | None, k: float,
                  min_score: float, hide_duplicates: bool = True, offset: float = 0) -> tuple[Gallery, list[dict]]:
-    """The items that look most like an uploaded image or an item of the collection."""
+    """Find the images of a collection that look most like a given image (uploaded, or an item's id).
+
+    Args:
+        collection: the collection to search (its name)
+        upload: the query image (a URL or a file); leave empty to use item_id
+        item_id: the id of an item of the collection to use as the query (when no image is given)
+        k: how many results (1-100)
+        min_score: the least match strength (0-100) a result needs; 0 keeps all
+        hide_duplicates: only the best image of each group of near duplicates
+        offset: the results after the first `offset` (the next page)
+    Returns:
+        a gallery of the result images (each with a URL) labelled "match strength · caption or title"
+        the hits as JSON: id, score, strength, label, caption, metadata and why each one matched
+    """
     service = library[collection]
     hits = service.image_to_image(query_image(upload, item_id), int(k), offset=_offset(offset),
                                   distinct=bool(hide_duplicates))
@@ -258,7 +271,20 @@ def image_search(library: Library, collection: str, upload: Upload, item_id: str
 
 def caption_search(library: Library, collection: str, text: str | None, target: str, k: float, min_score: float,
                    hide_duplicates: bool = True, offset: float = 0) -> tuple[Gallery, list[dict]]:
-    """The items a text describes best, matched against images, captions or both (`target`)."""
+    """Find the images of a collection that a text describes best.
+
+    Args:
+        collection: the collection to search (its name)
+        text: what the images should show, e.g. "a dog running on the grass"
+        target: match the text against the images, their captions, or both (the mean)
+        k: how many results (1-100)
+        min_score: the least match strength (0-100) a result needs; 0 keeps all
+        hide_duplicates: only the best image of each group of near duplicates
+        offset: the results after the first `offset` (the next page)
+    Returns:
+        a gallery of the result images (each with a URL) labelled "match strength · caption or title"
+        the hits as JSON: id, score, strength, label, caption, metadata and why each one matched
+    """
     service = library[collection]
     hits = service.text_to_image(text or "", int(k), target, offset=_offset(offset), distinct=bool(hide_duplicates))
     return results(service, hits, min_score)
@@ -268,8 +294,27 @@ def omni_search(library: Library, collection: str, text: str | None, filters: li
                 tag_1: str | None, weight_1: float, tag_2: str | None, weight_2: float,
                 tag_3: str | None, weight_3: float, k: float, min_score: float, hide_duplicates: bool = True,
                 offset: float = 0) -> tuple[Gallery, list[dict]]:
-    """Text, `field=value` filters and weighted tags together (a tag given twice counts with the
-    sum of its weights)."""
+    """Find images by text, `field=value` filters and weighted tags together (a tag given twice
+    counts with the sum of its weights).
+
+    Args:
+        collection: the collection to search (its name)
+        text: what the images should show (optional)
+        filters: `field=value` filters, e.g. style=Impressionism; values of one field: any, of several fields: all
+        tag_1: a zero-shot tag to favour, e.g. mood:calm (optional)
+        weight_1: the weight of tag_1 (-2 to 2; 1 counts half as much as the text, below 0 pushes away)
+        tag_2: a second tag (optional)
+        weight_2: the weight of tag_2
+        tag_3: a third tag (optional)
+        weight_3: the weight of tag_3
+        k: how many results (1-100)
+        min_score: the least match strength (0-100) a result needs; 0 keeps all
+        hide_duplicates: only the best image of each group of near duplicates
+        offset: the results after the first `offset` (the next page)
+    Returns:
+        a gallery of the result images (each with a URL) labelled "match strength · caption or title"
+        the hits as JSON: id, score, strength, label, caption, metadata and why each one matched
+    """
     weights = tag_weights([(tag_1, weight_1), (tag_2, weight_2), (tag_3, weight_3)])
     service = library[collection]
     hits = service.omni(text or "", int(k), parse_filters(filters), weights, _offset(offset), bool(hide_duplicates))
@@ -279,7 +324,23 @@ def omni_search(library: Library, collection: str, text: str | None, filters: li
 def composed_search(library: Library, collection: str, upload: Upload, item_id: str | None, text: str | None,
                     method: str, weight: float, k: float, min_score: float, hide_duplicates: bool = True,
                     offset: float = 0) -> tuple[Gallery, list[dict]]:
-    """The items like a reference image, changed as a text says (`method`: sum, slerp or text)."""
+    """Find the images like a reference image, changed as a text says ("the same dog but on a beach").
+
+    Args:
+        collection: the collection to search (its name)
+        upload: the reference image (a URL or a file); leave empty to use item_id
+        item_id: the id of an item of the collection to use as the reference (when no image is given)
+        text: what should change, e.g. "the same scene but at night"
+        method: sum (mix the picture and the words), slerp (turn the picture towards the words) or text
+        weight: the weight of the words, 0-1 (sum and slerp)
+        k: how many results (1-100)
+        min_score: the least match strength (0-100) a result needs; 0 keeps all
+        hide_duplicates: only the best image of each group of near duplicates
+        offset: the results after the first `offset` (the next page)
+    Returns:
+        a gallery of the result images (each with a URL) labelled "match strength · caption or title"
+        the hits as JSON: id, score, strength, label, caption, metadata and why each one matched
+    """
     service = library[collection]
     hits = ComposedSearch(service).search(query_image(upload, item_id), text or "", method, int(k), float(weight),
                                           _offset(offset), bool(hide_duplicates))
@@ -297,8 +358,14 @@ def _offset(offset: float | None) -> int:
 
 def browse(library: Library, collection: str, filters: list[str] | None,
            page: float | None) -> tuple[Gallery, list[dict], int, str]:
-    """One page of the collection (filtered): its grid, its items, the page number (clamped to
-    the pages there are) and a line saying where it is."""
+    """One page of a collection (filtered): its images, its items, the page number (clamped to
+    the pages there are) and a line saying where it is.
+
+    Args:
+        collection: the collection to browse (its name)
+        filters: `field=value` filters, e.g. genre=landscape (optional)
+        page: the page, from 1 (24 items a page)
+    """
     service = library[collection]
     rows = service.collection.filter_rows(parse_filters(filters))
     rows = np.arange(len(service.collection)) if rows is None else rows
@@ -319,7 +386,13 @@ def turn_page(page: float | None, move: int) -> int:
 
 
 def item_details(library: Library, collection: str, item_id: str | None) -> tuple[Image.Image | None, str, dict | None]:
-    """An item's image, its details as Markdown and as JSON (nothing for an empty id)."""
+    """An item's image, its details (captions, tags, metadata) as Markdown and as JSON (nothing
+    for an empty id).
+
+    Args:
+        collection: the collection holding the item (its name)
+        item_id: the item's id, as the searches return it
+    """
     if not (item_id or "").strip():
         return None, "", None
     service = library[collection]
@@ -329,8 +402,14 @@ def item_details(library: Library, collection: str, item_id: str | None) -> tupl
 
 
 def scene_search(library: Library, collection: str, scene: str | None, text: str | None) -> tuple[list[dict], str]:
-    """A scene's frames in order and its timeline; with a text, each frame scored against it and
-    the best few marked, the best one on screen. A collection without scenes gets a message instead."""
+    """A driving scene's frames in order and its timeline; with a text, each frame scored against
+    it and the best few marked. A collection without scenes gets a message instead.
+
+    Args:
+        collection: a collection of driving scenes (its name)
+        scene: the scene's name
+        text: what to find in the scene, e.g. "a truck at an intersection" (optional)
+    """
     service = library[collection]
     if not scene and not service.collection.scenes:
         return [], render.NO_SCENES
@@ -351,7 +430,13 @@ def best_frame(frames: list[dict] | None) -> int:
 def scene_frame(library: Library, collection: str, frames: list[dict] | None,
                 position: float | None) -> tuple[Image.Image | None, str, str]:
     """One frame of a searched scene, by its position on the timeline (from 1): its image, a line
-    about it, the timeline marking it."""
+    about it, the timeline marking it.
+
+    Args:
+        collection: the scene's collection (its name)
+        frames: the frames scene_search returned
+        position: the frame's position, from 1
+    """
     service = library[collection]
     if not frames:
         return None, "" if service.collection.scenes else render.NO_SCENES_TEXT, ""
@@ -362,8 +447,14 @@ def scene_frame(library: Library, collection: str, frames: list[dict] | None,
 
 
 def humor_score(library: Library, prompt: str | None, upload: Upload, answers: str | None) -> tuple[str, dict]:
-    """Answers (one per line) ranked by how funny they are for a prompt, a text or an image
-    captioned first, with each word's share of the score."""
+    """Rank answers by how funny they are for a prompt (a text, or an image captioned first),
+    with each word's share of the score.
+
+    Args:
+        prompt: the prompt, e.g. a headline (or leave empty and give an image)
+        upload: an image to use as the prompt, captioned first (optional)
+        answers: the answers to rank, one per line
+    """
     if library.humor is None:
         raise QueryError("No humor model is loaded: train one with `mosaic humor train` and start the app "
                          "with --humor PATH (default: artifacts/models/humor).")

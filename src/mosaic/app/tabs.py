@@ -52,10 +52,10 @@ class Controls:
     def handler(self, fn: Callable) -> Callable:
         """A handler as an event function: the library filled in, its inputs named as the API names
         them (fn's parameters after the library), a user's mistake shown as a message."""
+        # Gradio names an endpoint's MCP tool after the function, and describes the tool and its
+        # parameters (on the API page too) from its docstring: the handler's, whose Args name them.
         bound = user_errors(partial(fn, self.library))
-        # Gradio names private endpoints after the function and shows its docstring on the API page:
-        # the handler's name, and no docstring (the handlers' describe a Python call, not an endpoint).
-        bound.__name__, bound.__doc__ = fn.__name__, None
+        bound.__name__, bound.__doc__ = fn.__name__, fn.__doc__
         return bound
 
 
