@@ -3,9 +3,10 @@ PY := $(VENV)/bin/python
 
 .PHONY: setup demo test test-fast lint
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+# requirements-dev.txt includes requirements.txt (what the app needs at run time, a Space's install)
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q -r requirements.txt -e .
+	$(VENV)/bin/pip install -q -r requirements-dev.txt -e .
 	touch $@
 
 setup: $(VENV)/.installed

@@ -1,5 +1,6 @@
 """Publishing: the --dry-run folders are exactly what would be uploaded, and they load back."""
 import os
+import re
 import sys
 import tempfile
 
@@ -66,9 +67,13 @@ def test_space_folder_has_front_matter_and_its_app_starts(wikiart, tmp_path):
     assert """"--collection", 'collection'""" in (out / "app.py").read_text()
     card = SpaceCard.load(out / "README.md")
     assert card.data.sdk == "gradio" and card.data.app_file == "app.py"
+    assert card.data.models == ["timm/vit_base_patch32_clip_224.openai", "Salesforce/blip-image-captioning-base"]
+    assert [p.split()[0] for p in card.data.preload_from_hub] == card.data.models
+    assert card.data.startup_duration_timeout == "1h" and card.data.suggested_hardware == "cpu-upgrade"
     assert (out / "src" / "mosaic" / "app" / "__init__.py").exists() and (out / "src" / "mosaic" / "vocab" / "art.json").exists()
     requirements = (out / "requirements.txt").read_text().split()
-    assert f"gradio=={gradio.__version__}" in requirements and f"torch=={torch.__version__.split('+')[0]}" in requirements
+    assert f"torch=={torch.__version__.split('+')[0]}" in requirements and "pytest" not in str(requirements)
+    assert any(re.fullmatch(rf"gradio(\[mcp\])?=={gradio.__version__}", r) for r in requirements)
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1"}
     with served([sys.executable, "app.py"], port, cwd=out, env=env) as url:

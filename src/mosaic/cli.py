@@ -578,14 +578,16 @@ def _add_publish_target(p, collection_help: str = "collection folder or name") -
 
 def _add_publish_captions(p) -> None:
     _add_publish_target(p)
-    p.add_argument("--license", default="other", help="license of the dataset card (default: %(default)s)")
+    p.add_argument("--license", help="license of the images, carried over to the card (default: the source Hub "
+                                     "dataset's, else other)")
     p.add_argument("--images", action="store_true", help="include the previews (datasets Image feature)")
     p.add_argument("--embeddings", action="store_true", help="include the image embeddings")
 
 
 def _add_publish_collection(p) -> None:
     _add_publish_target(p)
-    p.add_argument("--license", default="other", help="license of the dataset card (default: %(default)s)")
+    p.add_argument("--license", help="license of the images, carried over to the card (default: the source Hub "
+                                     "dataset's, else other)")
 
 
 def _add_publish_space(p) -> None:
