@@ -1,6 +1,7 @@
 """Latency of a text query through the app's API (gradio_client -> /caption_search), with and
-without the client downloading the result images, against the same query on the search service
-directly, on the Flickr8k sample collection (offline models).
+without the client downloading the result images, and as an MCP tool call (the `mcp` client ->
+caption_search), against the same query on the search service directly, on the Flickr8k sample
+collection (offline models).
 
     python bench/app_latency.py [--queries 100] [--collection artifacts/flickr8k]
         -> bench/results/app_latency.json     (without --collection, the sample is built first)
@@ -8,6 +9,7 @@ directly, on the Flickr8k sample collection (offline models).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import random
@@ -37,6 +39,26 @@ def timed(fn, queries: list[str]) -> list[float]:
     return out
 
 
+def mcp_timed(url: str, name: str, k: int, queries: list[str], warmup: int = 5) -> list[float]:
+    """The queries as caption_search tool calls in one MCP session (the first `warmup` untimed)."""
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamablehttp_client
+
+    async def run() -> list[float]:
+        async with streamablehttp_client(f"{url}gradio_api/mcp/") as (read, write, _):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                out = []
+                for q in queries[:warmup] + queries:
+                    start = time.perf_counter()
+                    result = await session.call_tool("caption_search", {"collection": name, "text": q, "target": "both",
+                                                                        "k": k, "min_score": 0})
+                    assert not result.isError, result.content
+                    out.append(time.perf_counter() - start)
+                return out[warmup:]
+    return asyncio.run(run())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--queries", type=int, default=100)
@@ -62,7 +84,7 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    demo = serve([path], host="127.0.0.1", port=port, block=False)
+    demo = serve([path], host="127.0.0.1", port=port, block=False, mcp=True)
     name, url = service.collection.name, f"http://127.0.0.1:{port}/"
     paths = {"service": lambda q: service.text_to_image(q, args.k, "both")}
     for label, download in (("api", False), ("api_with_images", True)):
@@ -71,11 +93,13 @@ def main() -> None:
     for fn in paths.values():  # warm up every path
         timed(fn, queries[:5])
     times = {label: percentiles(timed(fn, queries)) for label, fn in paths.items()}
+    times["mcp"] = percentiles(mcp_timed(url, name, args.k, queries))
     demo.close()
 
     result = {"collection": "Flickr8k sample", "items": len(service.collection), "queries": len(queries),
               "k": args.k, "target": "both", "model": service.collection.manifest.models["encoder"], **times,
-              "api_over_service_p50": round(times["api"]["p50_ms"] / times["service"]["p50_ms"], 2)}
+              "api_over_service_p50": round(times["api"]["p50_ms"] / times["service"]["p50_ms"], 2),
+              "mcp_over_api_p50": round(times["mcp"]["p50_ms"] / times["api"]["p50_ms"], 2)}
     print(json.dumps(result, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
