@@ -1,7 +1,7 @@
 """Latency of a text query through the app's API (gradio_client -> /caption_search), with and
 without the client downloading the result images, and as an MCP tool call (the `mcp` client ->
 caption_search), against the same query on the search service directly, on the Flickr8k sample
-collection (offline models).
+collection (offline models). The paths take turns query by query.
 
     python bench/app_latency.py [--queries 100] [--collection artifacts/flickr8k]
         -> bench/results/app_latency.json     (without --collection, the sample is built first)
@@ -30,33 +30,35 @@ def percentiles(seconds: list[float]) -> dict:
             "mean_ms": round(float(ms.mean()), 1)}
 
 
-def timed(fn, queries: list[str]) -> list[float]:
-    out = []
-    for q in queries:
-        start = time.perf_counter()
-        fn(q)
-        out.append(time.perf_counter() - start)
+async def interleaved(paths: dict, mcp_call, queries: list[str], warmup: int = 5) -> dict[str, list[float]]:
+    """Each query through every path in turn (the order rotating from query to query), so that the
+    paths share the machine's load alike; `mcp_call` is the MCP path's coroutine. The first
+    `warmup` queries are not timed."""
+    names = [*paths, "mcp"]
+    out = {n: [] for n in names}
+    for i, q in enumerate(queries[:warmup] + queries):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            start = time.perf_counter()
+            await mcp_call(q) if name == "mcp" else paths[name](q)
+            if i >= warmup:
+                out[name].append(time.perf_counter() - start)
     return out
 
 
-def mcp_timed(url: str, name: str, k: int, queries: list[str], warmup: int = 5) -> list[float]:
-    """The queries as caption_search tool calls in one MCP session (the first `warmup` untimed)."""
+async def measure(url: str, name: str, k: int, paths: dict, queries: list[str]) -> dict[str, list[float]]:
+    """`interleaved` with the MCP path: caption_search tool calls in one session of the `mcp` client."""
     from mcp import ClientSession
     from mcp.client.streamable_http import streamablehttp_client
 
-    async def run() -> list[float]:
-        async with streamablehttp_client(f"{url}gradio_api/mcp/") as (read, write, _):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                out = []
-                for q in queries[:warmup] + queries:
-                    start = time.perf_counter()
-                    result = await session.call_tool("caption_search", {"collection": name, "text": q, "target": "both",
-                                                                        "k": k, "min_score": 0})
-                    assert not result.isError, result.content
-                    out.append(time.perf_counter() - start)
-                return out[warmup:]
-    return asyncio.run(run())
+    async with streamablehttp_client(f"{url}gradio_api/mcp/") as (read, write, _):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+
+            async def call(q: str) -> None:
+                result = await session.call_tool("caption_search", {"collection": name, "text": q, "target": "both",
+                                                                    "k": k, "min_score": 0})
+                assert not result.isError, result.content
+            return await interleaved(paths, call, queries)
 
 
 def main() -> None:
@@ -90,10 +92,7 @@ def main() -> None:
     for label, download in (("api", False), ("api_with_images", True)):
         client = Client(url, verbose=False, download_files=download)
         paths[label] = lambda q, c=client: c.predict(name, q, "both", args.k, 0, api_name="/caption_search")
-    for fn in paths.values():  # warm up every path
-        timed(fn, queries[:5])
-    times = {label: percentiles(timed(fn, queries)) for label, fn in paths.items()}
-    times["mcp"] = percentiles(mcp_timed(url, name, args.k, queries))
+    times = {label: percentiles(t) for label, t in asyncio.run(measure(url, name, args.k, paths, queries)).items()}
     demo.close()
 
     result = {"collection": "Flickr8k sample", "items": len(service.collection), "queries": len(queries),

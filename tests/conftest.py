@@ -44,6 +44,22 @@ def served(command: list[str], port: int, **popen):
         proc.wait(30)
 
 
+def mcp_session(url: str, work):
+    """Run `work(session)` in a session of the `mcp` client with the MCP server of the app at `url`
+    (Gradio serves it at /gradio_api/mcp/); its answer."""
+    import asyncio
+
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamablehttp_client
+
+    async def run():
+        async with streamablehttp_client(f"{url.rstrip('/')}/gradio_api/mcp/") as (read, write, _):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return await work(session)
+    return asyncio.run(run())
+
+
 @pytest.fixture(scope="session")
 def flickr_dir() -> Path:
     return data_dir("flickr8k-1k")

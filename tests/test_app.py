@@ -1,5 +1,6 @@
 """The app, served for real on a free port: every endpoint called through gradio_client, the
 bundled default served by `python demo.py`, and one end-to-end run in headless Chromium."""
+import ast
 import os
 import re
 import shutil
@@ -8,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from conftest import ROOT, data_dir, free_port, served
+from conftest import ROOT, data_dir, free_port, mcp_session, served
 from gradio_client import Client, handle_file
 from PIL import Image
 
@@ -225,12 +226,16 @@ def test_uploads_and_result_images_are_swept_from_the_cache(tiny, tmp_path, monk
 def test_demo_py_builds_and_serves_the_default_collection(tmp_path):
     port = free_port()
     env = {**os.environ, "MOSAIC_ARTIFACTS": str(tmp_path / "artifacts"), "HF_HUB_OFFLINE": "1"}
-    with served([sys.executable, str(ROOT / "demo.py"), "--port", str(port)], port, env=env, cwd=tmp_path) as url:
+    command = [sys.executable, str(ROOT / "demo.py"), "--port", str(port), "--mcp"]
+    with served(command, port, env=env, cwd=tmp_path) as url:
         _, hits = Client(url, verbose=False).predict("skimage", "a cat with green eyes", "both", 3, 0,
                                                      api_name="/caption_search")
         with pytest.raises(Exception, match="No humor model is loaded"):
             Client(url, verbose=False).predict("a prompt", None, "an answer", api_name="/humor_score")
+        tool = mcp_session(url, lambda s: s.call_tool("caption_search", {"collection": "skimage", "k": 3, "min_score": 0,
+                                                                         "text": "a cat with green eyes"}))
     assert hits[0]["id"] == "chelsea"
+    assert ast.literal_eval(tool.content[0].text)[1] == hits  # the MCP tool answers as the API does
     assert (tmp_path / "artifacts" / "skimage" / "manifest.json").exists()
 
 

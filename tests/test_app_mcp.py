@@ -1,16 +1,12 @@
 """The app as an MCP server (fast tier): the tiny fake-encoder collections served for real with
 GRADIO_MCP_SERVER=true (as on a Space), its tools listed and called through the `mcp` client."""
 import ast
-import asyncio
 import io
 
 import httpx
 import pytest
-from conftest import free_port
+from conftest import free_port, mcp_session
 from PIL import Image
-
-mcp = pytest.importorskip("mcp")
-from mcp.client.streamable_http import streamablehttp_client  # noqa: E402
 
 SEARCHES = {"caption_search", "image_search", "omni_search", "composed_search"}
 
@@ -27,18 +23,8 @@ def server(tiny, drive):
     demo.close()
 
 
-def session(server: str, work):
-    """Run `work(session)` in an MCP client session with the app's MCP server; its answer."""
-    async def run():
-        async with streamablehttp_client(f"{server}/gradio_api/mcp/") as (read, write, _):
-            async with mcp.ClientSession(read, write) as s:
-                await s.initialize()
-                return await work(s)
-    return asyncio.run(run())
-
-
 def test_every_search_tab_is_a_tool_described_for_a_reader(server):
-    tools = {t.name: t for t in session(server, lambda s: s.list_tools()).tools}
+    tools = {t.name: t for t in mcp_session(server, lambda s: s.list_tools()).tools}
     assert SEARCHES | {"browse", "item_details", "scene_search"} <= set(tools)
     assert not {"result_note", "example_query", "extend"} & set(tools)  # the page's own events stay private
     text = tools["caption_search"]
@@ -50,7 +36,7 @@ def test_every_search_tab_is_a_tool_described_for_a_reader(server):
 
 
 def test_text_search_tool_returns_hits_with_images_a_client_can_show(server):
-    result = session(server, lambda s: s.call_tool(
+    result = mcp_session(server, lambda s: s.call_tool(
         "caption_search", {"collection": "paintings", "text": "a red boat", "target": "image", "k": 3, "min_score": 0}))
     assert not result.isError
     gallery, hits = ast.literal_eval(result.content[0].text)  # the endpoint's two outputs, as one text
@@ -64,7 +50,7 @@ def test_text_search_tool_returns_hits_with_images_a_client_can_show(server):
 
 
 def test_a_users_mistake_is_a_one_line_tool_error(server):
-    result = session(server, lambda s: s.call_tool("caption_search", {"collection": "paintings", "text": " ", "k": 3,
+    result = mcp_session(server, lambda s: s.call_tool("caption_search", {"collection": "paintings", "text": " ", "k": 3,
                                                                       "min_score": 0}))
     assert result.isError
     message = " ".join(c.text for c in result.content)
