@@ -86,6 +86,14 @@ def test_directions_on_identical_embeddings_are_perfect():
     assert r["t2i"]["R@1"] == 100 and r["i2t"]["R@1"] == 100 and r["i2t"]["NDCG@10"] == pytest.approx(1)
 
 
+def test_equal_scores_earn_nothing():
+    """A model that gives every image the same embedding ranks the right one at random."""
+    images = np.ones((200, 16), np.float32) / 4
+    owner = np.repeat(np.arange(200), 5)
+    r = directions(Pairs(images, images[owner], owner))
+    assert r["t2i"]["R@1"] < 2 and r["t2i"]["R@10"] < 10  # chance: 0.5 % and 5 %
+
+
 def test_metrics_agree_with_torchmetrics():
     """The same rankings scored by Mosaic and by torchmetrics' retrieval metrics (a reference
     implementation): hit rate at K, MRR and NDCG@10 agree to 1e-6."""

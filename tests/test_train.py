@@ -73,6 +73,32 @@ def test_checkpoint_is_a_model_spec(trained, flickr):
     np.testing.assert_allclose(txt @ img.T, expected, atol=1e-4)  # scores mixed as WiSE-FT mixes them
 
 
+def test_a_checkpoint_keeps_the_zero_shot_settings_it_was_trained_with(trained, tmp_path):
+    import torch
+
+    from mosaic.models.lite import FIRST_ZERO_SHOT, ZeroShot
+
+    assert load_encoder(f"lite:{trained}").zero_shot == ZeroShot() and load_encoder("lite").zero_shot == ZeroShot()
+    older = torch.load(trained, weights_only=True)
+    del older["config"]["zero_shot"]  # written before the settings were stored
+    torch.save(older, tmp_path / "older.pt")
+    encoder = load_encoder(f"lite:{tmp_path / 'older.pt'}")
+    assert encoder.zero_shot == FIRST_ZERO_SHOT != ZeroShot()
+    expected = encoder.text.encode([p.format("tabby") for p in FIRST_ZERO_SHOT.prompts])[0]
+    np.testing.assert_allclose(encoder.label_embeddings[encoder.classifier.labels.index("tabby")], expected, atol=1e-6)
+
+
+def test_a_subject_split_never_trains_on_its_test_items(flickr, tmp_path):
+    c = flickr.collection
+    test = np.arange(0, len(c), 3)  # any rows: a subject's items
+    out = train(c.path, tmp_path / "s.pt", TrainConfig(rounds=1, epochs=1), progress=False,
+                split=(np.setdiff1d(np.arange(len(c)), test), test))
+    negatives = np.load(out.with_suffix("") / "negatives_1.npy")
+    history = json.loads((out.with_suffix("") / "history.json").read_text())
+    assert not np.isin(negatives, test).any() and "test_rows" in history["settings"]
+    assert history["final"]["test"]["t2i"]["R@10"] > 20  # scored on the subject's 100 items (chance: 10 %)
+
+
 def test_interrupted_training_resumes_after_its_last_round(flickr, tmp_path, monkeypatch):
     out = tmp_path / "m.pt"
     real_mine = training.mine

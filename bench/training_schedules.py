@@ -1,0 +1,198 @@
+"""Training schedules and mix tolerances side by side, in domain and out of domain: what
+`mosaic train`'s defaults are chosen from.
+
+Two runs of `mosaic train`'s 4 rounds, with and without hard-negative mining, are trained twice
+each on the Flickr8k sample's frozen-tower features (a schedule of fewer rounds is a run's earlier
+round: the same seed and data order give the same heads):
+- on the fixed split (800 train images; test: the 200 held-out images, in domain);
+- on a subject split: the 257 images whose captions mention a dog are the test split, and training
+  never sees a dog (the out-of-domain check closest to "other subjects").
+The heads after each round are scored with the mix chosen on its validation images at several tolerances,
+on: the in-domain test split, the dog subject split, scikit-image's 17 photos with their
+descriptions, and the 30 WikiArt paintings with their titles. The out-of-domain score is the mean
+of R@1 and R@10 in both directions over the three out-of-domain checks. The default is the
+schedule and tolerance with the best out-of-domain score whose in-domain t2i R@10 is within 2
+points of the best in-domain t2i R@10.
+
+    python bench/training_schedules.py   -> bench/results/training_schedules.{json,md}
+                                            (checkpoints: artifacts/flickr8k-experiment/schedules/)
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("MOSAIC_DATA", ROOT.parent / "shared" / "data"))
+RESULTS = ROOT / "bench" / "results"
+WORK = ROOT / "artifacts" / "flickr8k-experiment"
+SUBJECT = re.compile(r"\b(dog|dogs|puppy|puppies)\b", re.I)
+TOLERANCES = (0.0, 1.0, 2.0, 4.0)
+
+
+def configs():
+    """The runs: 4 rounds each; a schedule of fewer rounds is a run's earlier round (the same
+    seed and data order, so the same heads as a shorter run)."""
+    from mosaic.train import TrainConfig
+
+    return {"hard-negative mining": TrainConfig(), "no mining": TrainConfig(negatives=0)}
+
+
+def subject_split(c) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) item rows: test = the items with a caption that mentions the subject."""
+    texts = c.captions["text"].to_pylist()
+    human = c.human_captions
+    test = np.unique(c.caption_items[[i for i in human if SUBJECT.search(texts[i])]])
+    return np.setdiff1d(np.arange(len(c)), test), test
+
+
+def wikiart_features() -> dict:
+    from PIL import Image
+
+    from mosaic.models.lite import LiteEncoder
+
+    encoder = LiteEncoder()
+    art = list(csv.DictReader(open(DATA / "wikiart-30" / "metadata.csv", encoding="utf-8")))
+    return {"images": encoder.image_features([Image.open(DATA / "wikiart-30" / "images" / a["file"]).convert("RGB")
+                                              for a in art]),
+            "texts": encoder.text.encode([a["title"] for a in art])}
+
+
+def cells(heads, data: dict, rows=None) -> list[float]:
+    """t2i R@1, R@10, i2t R@1, R@10 of the heads (at their mix) on a check."""
+    import torch
+
+    from mosaic.train import evaluate_heads
+
+    owner = data.get("owner", np.arange(len(data["images"])))
+    rows = np.arange(len(data["images"])) if rows is None else rows
+    report = evaluate_heads(heads, torch.from_numpy(data["images"]), torch.from_numpy(data["texts"]), owner, rows)
+    return [report[d][m] for d in ("t2i", "i2t") for m in ("R@1", "R@10")]
+
+
+def trained(c, slug: str, config, split) -> Path:
+    """The work folder of a finished run (trained here unless a previous run of the bench left it)."""
+    from mosaic.train import train
+
+    out = WORK / "schedules" / f"{slug}.pt"
+    work = out.with_suffix("")
+    work.mkdir(parents=True, exist_ok=True)
+    for cache in ("features.npz", "out_of_domain.npz"):
+        shutil.copy(WORK / "models" / "flickr8k" / cache, work / cache)
+    train(c.path, out, config, resume=True, progress=False, split=split)
+    return work
+
+
+def round_heads(work: Path, r: int):
+    """The heads as they were after round `r` of a run."""
+    import torch
+
+    from mosaic.models.lite import Heads
+
+    settings = json.loads((work / "history.json").read_text())["settings"]
+    feats = np.load(work / "features.npz")
+    heads = Heads(feats["images"].shape[1], feats["texts"].shape[1], settings["dim"], settings["hidden"])
+    heads.load_state_dict(torch.load(work / f"round_{r}.pt", weights_only=True)["state"])
+    return heads.eval()
+
+
+def score(c, heads, split, validation: float, tolerance: float, checks: dict, key: str) -> dict:
+    """The heads at the mix `tolerance` chooses on their validation images, on the checks of the
+    split `key`."""
+    import torch
+
+    from mosaic.train import choose_mix, validation_rows
+
+    feats = checks["features"]
+    val = validation_rows(c.ids(), split[0], validation)
+    mix, _ = choose_mix(heads, torch.from_numpy(feats["images"]), torch.from_numpy(feats["texts"]), feats["owner"],
+                        val, tolerance)
+    if key == "fixed":
+        return {"mix": mix, "in domain": cells(heads, feats, split[1]), "skimage": cells(heads, checks["skimage"]),
+                "WikiArt": cells(heads, checks["WikiArt"])}
+    return {"mix": mix, "dogs": cells(heads, feats, split[1])}
+
+
+def main() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from mosaic.build import BuildConfig, build
+    from mosaic.collection import Collection
+    from mosaic.evaluate import split_rows
+    from mosaic.train import TrainConfig, ood_features, train
+
+    c = Collection.load(build(BuildConfig("captions", str(DATA / "flickr8k-1k"), model="lite", captioner="labels"),
+                              WORK / "flickr8k", progress=False))
+    if not (WORK / "models" / "flickr8k" / "features.npz").exists():
+        train(c.path, WORK / "models" / "flickr8k.pt", TrainConfig(), resume=True, progress=False)
+    checks = {"features": dict(np.load(WORK / "models" / "flickr8k" / "features.npz")),
+              "skimage": ood_features(WORK / "models" / "flickr8k"), "WikiArt": wikiart_features()}
+    splits = {"fixed": (split_rows(c.ids(), "train"), split_rows(c.ids(), "test")), "dogs": subject_split(c)}
+    rows = []
+    for name, config in configs().items():
+        slug = re.sub(r"[^a-z0-9]+", "-", name)
+        works = {key: trained(c, f"{slug}-{key}", config, split if key != "fixed" else None) for key, split in splits.items()}
+        for r in range(0 if config.negatives else 1, config.rounds + 1):
+            heads = {key: round_heads(work, r) for key, work in works.items()}
+            for tolerance in TOLERANCES:
+                row = {"schedule": f"{r + 1} rounds, {name}" if r else "1 round", "rounds": r, "negatives": config.negatives,
+                       "tolerance": tolerance}
+                for key, split in splits.items():
+                    result = score(c, heads[key], split, config.validation, tolerance, checks, key)
+                    row[f"mix {key}"] = result.pop("mix")
+                    row.update(result)
+                row["out of domain"] = round(float(np.mean([v for k in ("dogs", "skimage", "WikiArt") for v in row[k]])), 2)
+                rows.append(row)
+    reference = zero_shot_row(c, checks, splits)
+    best_in = max(r["in domain"][1] for r in rows)
+    eligible = [r for r in rows if r["in domain"][1] >= best_in - 2]
+    chosen = max(eligible, key=lambda r: r["out of domain"])
+    write(rows, reference, chosen, best_in)
+
+
+def zero_shot_row(c, checks: dict, splits: dict) -> dict:
+    """The zero-shot model (mix 0) on the same checks, for reference."""
+    from mosaic.models.lite import Heads
+    from mosaic.util import load_module
+
+    heads = load_module(Heads, WORK / "models" / "flickr8k.pt", "a checkpoint")
+    heads.config["mix"] = 0.0
+    feats = checks["features"]
+    row = {"schedule": "zero-shot `lite`", "in domain": cells(heads, feats, splits["fixed"][1]),
+           "dogs": cells(heads, feats, splits["dogs"][1]), "skimage": cells(heads, checks["skimage"]),
+           "WikiArt": cells(heads, checks["WikiArt"])}
+    row["out of domain"] = round(float(np.mean([v for k in ("dogs", "skimage", "WikiArt") for v in row[k]])), 2)
+    return row
+
+
+def write(rows: list[dict], reference: dict, chosen: dict, best_in: float) -> None:
+    head = ("| schedule | mix tolerance | mix (fixed / dogs split) | in domain t2i R@1 / R@10 | i2t R@1 / R@10 "
+            "| dogs held out t2i R@1 / R@10 | i2t R@1 / R@10 | skimage t2i | i2t | WikiArt t2i | i2t | out-of-domain score |")
+    lines = [head, "|---|" + "---|" * 11]
+
+    def pairs(v):
+        return f"{v[0]:.1f} / {v[1]:.1f} | {v[2]:.1f} / {v[3]:.1f}"
+
+    for r in [reference, *rows]:
+        bold = "**" if r is chosen else ""
+        lines.append(f"| {bold}{r['schedule']}{bold} | {r.get('tolerance', '')} | "
+                     f"{r.get('mix fixed', 0)} / {r.get('mix dogs', 0)} | {pairs(r['in domain'])} | {pairs(r['dogs'])} | "
+                     f"{pairs(r['skimage'])} | {pairs(r['WikiArt'])} | {r['out of domain']:.2f} |")
+    summary = (f"Chosen (bold): {chosen['schedule']}, mix tolerance {chosen['tolerance']}: out-of-domain score "
+               f"{chosen['out of domain']:.2f} (zero-shot {reference['out of domain']:.2f}), in-domain t2i R@10 "
+               f"{chosen['in domain'][1]:.1f} (best {best_in:.1f}).")
+    table = "\n".join(lines) + "\n\n" + summary
+    print(table)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "training_schedules.md").write_text("Recalls in %. " + __doc__.split("\n\n")[1] + "\n\n" + table + "\n")
+    (RESULTS / "training_schedules.json").write_text(json.dumps({"rows": rows, "zero_shot": reference,
+                                                                 "chosen": chosen}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
