@@ -200,6 +200,7 @@ class LiteEncoder(DualEncoder):
         if checkpoint:
             self.heads = load_module(Heads, checkpoint, "a checkpoint written by `mosaic train`").to(self.device)
         self.dim = self.heads.out_dim if self.heads else self.text.dim
+        self.image_side = IMAGE_SIZE
 
     def embed_probabilities(self, probs: np.ndarray, k: int = TOP_LABELS) -> np.ndarray:
         """Weighted mean of the top-k label embeddings, weights = renormalised probabilities."""
@@ -230,6 +231,7 @@ class LabelCaptioner(Captioner):
     """`labels`: an offline caption made from the classifier's three most likely labels."""
 
     spec = "labels"
+    image_side = IMAGE_SIZE
 
     def __init__(self, device: str | None = None):
         self.classifier = _classifier(device or default_device())
