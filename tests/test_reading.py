@@ -107,3 +107,15 @@ def test_a_model_that_reads_whole_images_gets_them_whole(fake_encoder):
 @pytest.mark.slow
 def test_the_offline_models_need_224_pixels_and_the_previews_512():
     assert draft_sides(load_encoder("lite"), load_captioner("labels")) == (224, THUMB_SIDE) == (224, 512)
+
+
+@pytest.mark.slow
+def test_an_encoder_that_prepares_its_input_in_the_reading_threads_writes_the_same_bytes(tmp_path):
+    folder = photo_folder(tmp_path / "src", n=8)
+    model = "open_clip:ViT-S-32-alt/random"  # random weights: the plumbing, not a quality figure
+    config = BuildConfig("folder", str(folder), model=model, captioner="none", shard_size=5, batch_size=3,
+                         max_pixels=4_000_000)
+    serial, parallel = (build(config, tmp_path / f"w{w}" / "photos", progress=False, workers=w) for w in (1, 3))
+    assert digests(parallel) == digests(serial)
+    encoder, image = load_encoder(model), Image.open(folder / "07.jpg").convert("RGB")
+    np.testing.assert_array_equal(encoder.encode_images([encoder.prepare(image)]), encoder.encode_images([image]))

@@ -157,7 +157,7 @@ def _fill(out: Path, manifest: Manifest | None, config: BuildConfig, progress: b
         shards = _ray_shards(_chunks(todo, config.shard_size), config, workers)
     else:
         captioner = _captioner(config)
-        reader = Reader(config.max_pixels, draft_sides(encoder, captioner), previous)
+        reader = Reader(config.max_pixels, draft_sides(encoder, captioner), encoder.prepare, previous)
         reads = read_records(todo, reader, workers or default_workers(), ahead=2 * config.batch_size)
         shards = _local_shards(reads, config, encoder, captioner, tag_emb)
     bar = tqdm(total=_total(config) if progress else None, initial=done, unit="img", desc=f"building {out.name}",
@@ -267,7 +267,9 @@ def process_shard(reads, config: BuildConfig, encoder, captioner, tag_emb: np.nd
 
 def _computed(parts: list, todo: list[tuple[int, Read]], encoder, captioner, tag_emb: np.ndarray) -> list:
     """`parts` with the columns of the reads in `todo` computed by the models in one batch."""
-    computed = process_batch([r.image for _, r in todo], [r.record.texts for _, r in todo], encoder, captioner, tag_emb)
+    reads = [r for _, r in todo]
+    computed = process_batch([r.image for r in reads], [r.record.texts for r in reads], encoder, captioner, tag_emb,
+                             [r.prepared for r in reads])
     computed["thumbs"] = [r.thumb for _, r in todo]
     for i, (at, _) in enumerate(todo):
         parts[at] = item_columns(computed, i)
@@ -284,7 +286,7 @@ class _RayShardWorker:
         self.config = BuildConfig(**config)
         self.encoder, self.tag_emb, _ = _encoder_and_tags(self.config)
         self.captioner = _captioner(self.config)
-        self.reader = Reader(self.config.max_pixels, draft_sides(self.encoder, self.captioner))
+        self.reader = Reader(self.config.max_pixels, draft_sides(self.encoder, self.captioner), self.encoder.prepare)
 
     def __call__(self, batch: dict) -> dict:
         done = [pickle.dumps(process_shard(map(self.reader, rs), self.config, self.encoder, self.captioner,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +28,15 @@ THUMB_SIDE = 512  # previews kept in the collection, so it can be shown without 
 
 @dataclass
 class Read:
-    """One record read: its fingerprint and either its decoded image and preview, the columns an
-    update takes over from the previous collection, or why it is skipped."""
+    """One record read: its fingerprint and either its decoded image, preview and encoder input
+    (`prepared`), the columns an update takes over from the previous collection, or why it is
+    skipped."""
 
     record: Record
     fingerprint: dict | None = None
     image: Image.Image | None = None
     thumb: bytes | None = None
+    prepared: object = None
     taken: dict | None = None
     skipped: str | None = None
 
@@ -43,10 +45,12 @@ class Read:
 class Reader:
     """Reads one record. `at_least` (shorter side, longer side) is what the models and the
     preview need, so JPEGs may be decoded at a reduced scale (see `sources.load_image`);
-    with `previous` (an update), unchanged items are taken over instead of decoded."""
+    `prepare` (the encoder's) makes the model's input from the image; with `previous` (an
+    update), unchanged items are taken over instead of decoded."""
 
     max_pixels: int
     at_least: tuple[int, int] | None = None
+    prepare: Callable | None = None
     previous: update_mod.Previous | None = None
 
     def __call__(self, record: Record) -> Read:
@@ -68,7 +72,8 @@ class Reader:
             if row is None:
                 image = load_image(raw, self.max_pixels, self.at_least)
                 return Read(record, {"content": content, "record": record_sha, "size": stat[0], "mtime": stat[1],
-                                     "phash": dedup.dhash(image)}, image, thumbnail(image))
+                                     "phash": dedup.dhash(image)}, image, thumbnail(image),
+                            self.prepare(image) if self.prepare else None)
         return Read(record, {**previous.fingerprint(row), "size": stat[0], "mtime": stat[1]},
                     taken=previous.columns(row))
 

@@ -46,10 +46,6 @@ class Vocabulary:
         return cls(names, prompts)
 
 
-def embed_images(images: list[Image.Image], encoder: DualEncoder) -> np.ndarray:
-    return encoder.encode_images(images)
-
-
 def embed_texts(texts: list[str], encoder: DualEncoder) -> np.ndarray:
     if not texts:
         return np.zeros((0, encoder.dim), np.float32)
@@ -62,10 +58,11 @@ def score_tags(image_emb: np.ndarray, tag_emb: np.ndarray) -> np.ndarray:
 
 
 def process_batch(images: list[Image.Image], human_texts: list[list[str]], encoder: DualEncoder,
-                  captioner: Captioner | None, tag_emb: np.ndarray) -> dict:
+                  captioner: Captioner | None, tag_emb: np.ndarray, prepared: list | None = None) -> dict:
     """The models' columns for one batch: image embeddings, generated captions, the embedding of
-    every caption (human first, then generated), which item each caption belongs to and tag scores."""
-    image_emb = embed_images(images, encoder)
+    every caption (human first, then generated), which item each caption belongs to and tag scores.
+    `prepared`: the images as `encoder.prepare` made them, when that was done beforehand."""
+    image_emb = encoder.encode_images(images if prepared is None else prepared)
     generated = captioner.caption(images) if captioner else [""] * len(images)
     texts, owner, kind = [], [], []
     for i, (human, gen) in enumerate(zip(human_texts, generated)):

@@ -34,8 +34,14 @@ class DualEncoder:
     dim: int
     image_side: int | None = None  # the shorter side its preprocessing scales images to; None: it reads them whole
 
-    def encode_images(self, images: list[Image.Image]) -> np.ndarray:
+    def encode_images(self, images: list) -> np.ndarray:
+        """Embeddings of images, or of what `prepare` made of them."""
         raise NotImplementedError
+
+    def prepare(self, image: Image.Image):
+        """What `encode_images` takes for one image, made beforehand (the build's reading threads
+        run it ahead of the model): its preprocessing, or, by default, the image itself."""
+        return image
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         raise NotImplementedError

@@ -54,10 +54,13 @@ class OpenClipEncoder(DualEncoder):
         self.dim = self.model.text_projection.shape[1] if hasattr(self.model, "text_projection") \
             else int(self.encode_texts(["x"]).shape[1])
 
+    def prepare(self, image: Image.Image) -> torch.Tensor:
+        return self.preprocess(image)  # resize, crop, tensor, normalise
+
     @torch.inference_mode()
-    def encode_images(self, images: list[Image.Image]):
-        batch = torch.stack([self.preprocess(im) for im in images]).to(self.device)
-        return normalize(self.model.encode_image(batch).float().cpu().numpy())
+    def encode_images(self, images: list):
+        batch = torch.stack([self.prepare(im) if isinstance(im, Image.Image) else im for im in images])
+        return normalize(self.model.encode_image(batch.to(self.device)).float().cpu().numpy())
 
     @torch.inference_mode()
     def encode_texts(self, texts: list[str]):
