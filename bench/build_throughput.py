@@ -24,7 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from mosaic.build import BuildConfig  # noqa: E402
 from mosaic.models import load_captioner, load_encoder  # noqa: E402
-from mosaic.reading import default_workers  # noqa: E402
+from mosaic.reading import cores  # noqa: E402
 from mosaic.sources import captions_csv, load_image  # noqa: E402
 from mosaic.stages import Vocabulary, process_batch  # noqa: E402
 
@@ -61,7 +61,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--limit", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, nargs="+", default=sorted({1, default_workers()}))
+    p.add_argument("--workers", type=int, nargs="+", default=sorted({1, cores()}))
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "build_throughput.json")
     args = p.parse_args()

@@ -29,7 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from mosaic import models  # noqa: E402
 from mosaic.build import BuildConfig, build  # noqa: E402
-from mosaic.reading import default_workers  # noqa: E402
+from mosaic.reading import cores  # noqa: E402
 from mosaic.sources import captions_csv, load_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,13 +135,13 @@ def main():
     args = p.parse_args()
     for side in (224, None):
         models.ENCODERS[f"none-{side}"] = lambda name, device, side=side: NoModel(side)
-    flickr, cores = DATA / "flickr8k-1k", default_workers()
+    flickr, n_cores = DATA / "flickr8k-1k", cores()
     workers = sorted({1, *args.workers})
     with tempfile.TemporaryDirectory() as tmp:
         large = enlarged(list(captions_csv(flickr))[:args.large], Path(tmp) / "large")
         sets = {"flickr8k": (flickr, args.limit, "none-224"), "large, draft": (large, args.large, "none-224"),
                 "large, full decode": (large, args.large, "none-None")}
-        rows = report(feeding(sets, workers, args.rounds, Path(tmp)), workers, cores)
+        rows = report(feeding(sets, workers, args.rounds, Path(tmp)), workers, n_cores)
         effect = draft_effect(large, args.large)
     rate = {(r["images"], r["workers"]): r["images_per_s"] for r in rows}
     draft_gain = {w: round(rate["large, draft", w] / rate["large, full decode", w], 2) for w in workers}
@@ -150,7 +150,7 @@ def main():
           f"{effect['cosine_mean']:.4f} (min {effect['cosine_min']:.4f}); caption->image recall@5 "
           f"{effect['recall_at_5_draft']:.4f} vs {effect['recall_at_5_full']:.4f}")
     result = {"rounds": args.rounds, "large_side": LARGE_SIDE, "results": rows, "draft_speedup": draft_gain,
-              "draft_effect": effect, "cpu": platform.processor() or platform.machine(), "cores": cores}
+              "draft_effect": effect, "cpu": platform.processor() or platform.machine(), "cores": n_cores}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
 

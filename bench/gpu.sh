@@ -17,7 +17,7 @@ cores=$(nproc)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 if [[ "${1:-}" == "--dry-run" ]]; then
-  sizes="20000 50000"; images=64; limit=40; large=8; workers="1 2"; json=$out/gpu.json
+  sizes="5000 10000"; images=32; limit=40; large=8; workers="1 2"; json=$out/gpu.json
 else
   sizes="1000000 10000000"; images=10000; limit=1000; large=200; json=bench/results/gpu.json
   workers=$(w=1; while ((w < cores)); do echo -n "$w "; w=$((w * 2)); done; echo "$cores")

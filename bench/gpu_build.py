@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from mosaic.build import BuildConfig, build  # noqa: E402
 from mosaic.models import load_encoder  # noqa: E402
-from mosaic.reading import default_workers  # noqa: E402
+from mosaic.reading import cores  # noqa: E402
 from mosaic.sources import load_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def main():
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "gpu_build.json")
     args = p.parse_args()
-    encoder, workers = load_encoder(MODEL), default_workers()  # loaded once, outside the timings
+    encoder, workers = load_encoder(MODEL), cores()  # loaded once, outside the timings
     with tempfile.TemporaryDirectory() as tmp:
         paths = photo_folder(Path(tmp) / "photos", args.images)
         config = BuildConfig("folder", str(Path(tmp) / "photos"), model=MODEL, captioner="none",

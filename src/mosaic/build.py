@@ -80,7 +80,8 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progres
     """Build (or resume, or leave alone when finished) the collection described by `config`;
     with `update`, bring a finished one up to date with its source (see `mosaic.update`).
 
-    `engine` "local" reads and decodes images in `workers` threads (default: one per core);
+    `engine` "local" reads and decodes images in `workers` threads (default: one per core with
+    the model on a GPU, else one);
     "ray" runs the stages in `workers` Ray actors (default: one per CPU of the cluster, or one per
     GPU when it has GPUs) on the cluster at $RAY_ADDRESS, or on a local one."""
     if engine not in ENGINES:
@@ -158,7 +159,7 @@ def _fill(out: Path, manifest: Manifest | None, config: BuildConfig, progress: b
     else:
         captioner = _captioner(config)
         reader = Reader(config.max_pixels, draft_sides(encoder, captioner), encoder.prepare, previous)
-        reads = read_records(todo, reader, workers or default_workers(), ahead=2 * config.batch_size)
+        reads = read_records(todo, reader, workers or default_workers(encoder), ahead=2 * config.batch_size)
         shards = _local_shards(reads, config, encoder, captioner, tag_emb)
     bar = tqdm(total=_total(config) if progress else None, initial=done, unit="img", desc=f"building {out.name}",
                disable=not progress)

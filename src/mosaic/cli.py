@@ -347,7 +347,8 @@ def _add_build(p) -> None:
     p.add_argument("--engine", default=ENGINES[0], choices=ENGINES,
                    help="run the stages here, or in Ray actors (the cluster at $RAY_ADDRESS, else a local one)")
     p.add_argument("--workers", type=int, help="threads that read and decode images ahead of the models (default: one "
-                   "per core); with --engine ray: Ray actors (default: one per CPU, or per GPU)")
+                   "per core with the model on a GPU, else one); with --engine ray: Ray actors (default: one "
+                   "per CPU, or per GPU)")
     p.add_argument("--overwrite", action="store_true", help="rebuild from scratch")
     p.add_argument("--update", action="store_true", help="bring a finished collection up to date with its source: "
                                                          "new and changed images are computed, deleted ones dropped")

@@ -103,9 +103,15 @@ def read_records(records: Iterable[Record], reader: Reader, workers: int, ahead:
         pool.shutdown(cancel_futures=True)
 
 
-def default_workers() -> int:
-    """Reading threads when none are asked for: one per core this process may use."""
+def cores() -> int:
+    """The CPU cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_workers(encoder) -> int:
+    """Reading threads when none are asked for: one per core for a model on a GPU; one for a model
+    on the CPU, whose own threads already use every core (more readers slow it down)."""
+    return cores() if getattr(encoder, "device", "cpu") != "cpu" else 1
 
 
 def thumbnail(image: Image.Image, side: int = THUMB_SIDE) -> bytes:
