@@ -9,7 +9,7 @@ from PIL import Image
 from mosaic.build import BuildConfig, build
 from mosaic.collection import Collection
 from mosaic.models import load_captioner, load_encoder
-from mosaic.reading import THUMB_SIDE, draft_sides, read_records
+from mosaic.reading import THUMB_SIDE, default_workers, draft_sides, read_records
 from mosaic.sources import load_image
 from mosaic.util import sha256
 
@@ -104,6 +104,10 @@ def test_a_model_that_reads_whole_images_gets_them_whole(fake_encoder):
     assert draft_sides(fake_encoder, None) is None
 
 
+def test_a_model_on_the_cpu_gets_one_reader_as_its_own_threads_use_the_cores(fake_encoder):
+    assert default_workers(fake_encoder) == 1
+
+
 @pytest.mark.slow
 def test_the_offline_models_need_224_pixels_and_the_previews_512():
     assert draft_sides(load_encoder("lite"), load_captioner("labels")) == (224, THUMB_SIDE) == (224, 512)
@@ -117,5 +121,5 @@ def test_an_encoder_that_prepares_its_input_in_the_reading_threads_writes_the_sa
                          max_pixels=4_000_000)
     serial, parallel = (build(config, tmp_path / f"w{w}" / "photos", progress=False, workers=w) for w in (1, 3))
     assert digests(parallel) == digests(serial)
-    encoder, image = load_encoder(model), Image.open(folder / "07.jpg").convert("RGB")
+    encoder, image = load_encoder(model), Image.open(folder / "06.jpg").convert("RGB")
     np.testing.assert_array_equal(encoder.encode_images([encoder.prepare(image)]), encoder.encode_images([image]))
