@@ -88,7 +88,7 @@ def test_defaults_come_from_the_config_dataclasses():
     (("search", "{tiny}", "dog", "--ray"), "give --shard-rows too"),
     (("train", "{tiny}", "--out", "model.bin"), "should end in .pt"),
     (("build", "folder", "{images}", "--model", "typo", "--out", "{tmp}/c"), "Unknown model spec 'typo'"),
-    (("build", "folder", "{images}", "--workers", "2", "--out", "{tmp}/c"), "use it with --engine ray"),
+    (("build", "folder", "{images}", "--workers", "0", "--out", "{tmp}/c"), "--workers must be at least 1"),
     (("humor", "score", "{tmp}", "{tmp}/x.csv", "--columns", "answer"), "column 'answer' should look like"),
 ])
 def test_user_errors_before_any_model_loads_are_one_line(tiny, images, tmp_path, args, message):

@@ -4,10 +4,12 @@ Records are read lazily in a fixed order and processed one shard at a time; each
 is written atomically and recorded in the manifest. A killed build, run again with the same
 arguments, skips the records of finished shards and carries on; a finished one is left alone.
 
-Shards are processed in this process (engine "local") or by a pool of Ray actors, each holding
-the models (engine "ray", on a local or multi-node Ray cluster). Either way the driver writes the
+Shards are processed in this process (engine "local": a pool of threads reads and decodes the
+images ahead of the models, see `mosaic.reading`) or by a pool of Ray actors, each holding the
+models (engine "ray", on a local or multi-node Ray cluster). Either way the driver writes the
 same shards in the same order, so the collection is the same (embeddings up to float rounding:
-actors may use other thread counts or devices) and resumes the same way.
+actors may use other thread counts or devices) and resumes the same way; a local build writes
+the same bytes whatever its number of workers.
 """
 from __future__ import annotations
 
@@ -29,10 +31,11 @@ from . import dedup
 from . import update as update_mod
 from .cluster import ray_session
 from .collection import Collection, Files, Manifest
-from .errors import CollectionError, SourceError, UsageError
+from .errors import CollectionError, UsageError
 from .index import build_annoy
 from .models import load_captioner, load_encoder, resolve_captioner, resolve_encoder
-from .sources import MAX_PIXELS, fields_of, load_image, open_source, select, source_size
+from .reading import Read, Reader, default_workers, draft_sides, read_records
+from .sources import MAX_PIXELS, fields_of, open_source, select, source_size
 from .stages import Vocabulary, concat_columns, item_columns, process_batch
 from .util import sha256, write_json
 
@@ -77,10 +80,14 @@ def build(config: BuildConfig, out: str | Path, overwrite: bool = False, progres
     """Build (or resume, or leave alone when finished) the collection described by `config`;
     with `update`, bring a finished one up to date with its source (see `mosaic.update`).
 
-    `engine` "ray" runs the stages in `workers` Ray actors (default: one per CPU of the cluster,
-    or one per GPU when it has GPUs) on the cluster at $RAY_ADDRESS, or on a local one."""
+    `engine` "local" reads and decodes images in `workers` threads (default: one per core with
+    the model on a GPU, else one);
+    "ray" runs the stages in `workers` Ray actors (default: one per CPU of the cluster, or one per
+    GPU when it has GPUs) on the cluster at $RAY_ADDRESS, or on a local one."""
     if engine not in ENGINES:
         raise UsageError(f"Unknown engine '{engine}'. Use one of {', '.join(ENGINES)}.")
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be at least 1 (got {workers}).")
     if engine == "ray" and update:
         raise UsageError("An update runs here: leave out --engine ray.")
     if engine == "ray":
@@ -107,7 +114,7 @@ def _build(out: Path, config: BuildConfig, overwrite: bool, progress: bool, engi
     update_mod.recover(out)
     manifest = _existing(out, config, overwrite, update)
     if manifest and manifest.complete and update:
-        _update(out, config, progress)
+        _update(out, config, progress, workers)
         return
     if manifest and manifest.complete:
         shutil.rmtree(Files(out).shards, ignore_errors=True)  # a build killed right after finishing
@@ -116,7 +123,7 @@ def _build(out: Path, config: BuildConfig, overwrite: bool, progress: bool, engi
     _fill(out, manifest, config, progress, engine, workers)
 
 
-def _update(out: Path, config: BuildConfig, progress: bool) -> None:
+def _update(out: Path, config: BuildConfig, progress: bool, workers: int | None) -> None:
     """Rebuild into the staging folder, taking over every unchanged item, then swap it in."""
     old = Collection.load(out)
     new = update_mod.staging(out)
@@ -125,7 +132,7 @@ def _update(out: Path, config: BuildConfig, progress: bool) -> None:
         shutil.rmtree(new)
         staged = None
     new.mkdir(exist_ok=True)
-    _fill(new, staged, config, progress, "local", None, update_mod.Previous(old))
+    _fill(new, staged, config, progress, "local", workers, update_mod.Previous(old))
     changes = update_mod.changes(old, Collection.load(new))
     manifest = Manifest.read(new)
     manifest.name, manifest.last_update = out.name, changes
@@ -146,12 +153,14 @@ def _fill(out: Path, manifest: Manifest | None, config: BuildConfig, progress: b
     manifest.write(out)
 
     done = sum(s["records"] for s in manifest.shards)
-    chunks = _chunks(itertools.islice(records, done, None), config.shard_size)
+    todo = itertools.islice(records, done, None)
     if engine == "ray":  # the actors hold the models; the captioner is not needed here
-        shards = _ray_shards(chunks, config, workers)
+        shards = _ray_shards(_chunks(todo, config.shard_size), config, workers)
     else:
         captioner = _captioner(config)
-        shards = (process_shard(chunk, config, encoder, captioner, tag_emb, previous) for chunk in chunks)
+        reader = Reader(config.max_pixels, draft_sides(encoder, captioner), encoder.prepare, previous)
+        reads = read_records(todo, reader, workers or default_workers(encoder), ahead=2 * config.batch_size)
+        shards = _local_shards(reads, config, encoder, captioner, tag_emb)
     bar = tqdm(total=_total(config) if progress else None, initial=done, unit="img", desc=f"building {out.name}",
                disable=not progress)
     started, built = time.perf_counter(), 0
@@ -225,59 +234,47 @@ class Shard:
     reused: int = 0
 
 
-def process_shard(records: list, config: BuildConfig, encoder, captioner, tag_emb: np.ndarray,
-                  previous: update_mod.Previous | None = None) -> Shard:
-    """Decode and process one shard's records. Images are decoded one batch at a time, so memory
-    holds a batch of pixels, not a shard; unreadable ones are skipped; with `previous` (an
-    update), unchanged items are taken over instead of computed."""
-    shard = Shard(len(records), [], {}, [], [])
+def _local_shards(reads, config: BuildConfig, encoder, captioner, tag_emb: np.ndarray):
+    """The shards of a stream of reads, each processed here as its reads come."""
+    while (shard := process_shard(itertools.islice(reads, config.shard_size), config, encoder, captioner,
+                                  tag_emb)).records_read:
+        yield shard
+
+
+def process_shard(reads, config: BuildConfig, encoder, captioner, tag_emb: np.ndarray) -> Shard:
+    """Process one shard's reads (`mosaic.reading`), taken one batch at a time, so memory holds a
+    batch of pixels (and those read ahead), not a shard. Skipped records are reported; items an
+    update takes over are not computed again."""
+    shard = Shard(0, [], {}, [], [])
     parts = []
-    for batch in _chunks(records, config.batch_size):
-        todo = []  # (position in parts, image, texts) of the items the models must see
+    for batch in _chunks(reads, config.batch_size):
+        shard.records_read += len(batch)
+        todo = []  # (position in parts, read) of the items the models must see
         for r in batch:
-            try:
-                taken, image, fingerprint = _take_or_read(r, config, previous)
-            except Exception as e:  # noqa: BLE001 - any unreadable image is skipped and reported
-                shard.skipped.append({"id": r.id, "reason": _reason(e, r)})
+            if r.skipped:
+                shard.skipped.append({"id": r.record.id, "reason": r.skipped})
                 continue
-            shard.items.append({"id": r.id, **r.metadata})
-            shard.prints.append({"id": r.id, **fingerprint})
-            if taken is None:
-                todo.append((len(parts), image, r.texts))
-            shard.reused += taken is not None
-            parts.append(taken)
+            shard.items.append({"id": r.record.id, **r.record.metadata})
+            shard.prints.append({"id": r.record.id, **r.fingerprint})
+            if r.taken is None:
+                todo.append((len(parts), r))
+            shard.reused += r.taken is not None
+            parts.append(r.taken)
         if todo:
-            computed = process_batch([t[1] for t in todo], [t[2] for t in todo], encoder, captioner, tag_emb)
-            for i, (at, _, _) in enumerate(todo):
-                parts[at] = item_columns(computed, i)
+            parts = _computed(parts, todo, encoder, captioner, tag_emb)
     shard.columns = concat_columns(parts, encoder.dim, len(tag_emb))
     return shard
 
 
-def _take_or_read(record, config: BuildConfig, previous: update_mod.Previous | None) -> tuple:
-    """(columns taken over from `previous` or None, the decoded image when not, fingerprint)."""
-    if record.problem:
-        raise SourceError(record.problem)
-    record_sha, stat = update_mod.record_hash(record), update_mod.file_stat(record)
-    row = previous.unchanged(record, record_sha, stat) if previous else None
-    if row is None:
-        raw = update_mod.raw_image(record)
-        content = update_mod.content_hash(raw)
-        row = previous.unchanged(record, record_sha, stat, content) if previous else None
-        if row is None:
-            image = load_image(raw, config.max_pixels)
-            return None, image, {"content": content, "record": record_sha, "size": stat[0], "mtime": stat[1],
-                                 "phash": dedup.dhash(image)}
-    return previous.columns(row), None, {**previous.fingerprint(row), "size": stat[0], "mtime": stat[1]}
-
-
-def _reason(error: Exception, record) -> str:
-    """Why a record was skipped, as the manifest keeps it: the error with the record's id in place
-    of its path on this machine (a published manifest names no local paths)."""
-    text = str(error) if isinstance(error, SourceError) else f"{type(error).__name__}: {error}"
-    if isinstance(record.image, (str, Path)):
-        text = text.replace(str(record.image), record.id)
-    return text[:300]
+def _computed(parts: list, todo: list[tuple[int, Read]], encoder, captioner, tag_emb: np.ndarray) -> list:
+    """`parts` with the columns of the reads in `todo` computed by the models in one batch."""
+    reads = [r for _, r in todo]
+    computed = process_batch([r.image for r in reads], [r.record.texts for r in reads], encoder, captioner, tag_emb,
+                             [r.prepared for r in reads])
+    computed["thumbs"] = [r.thumb for _, r in todo]
+    for i, (at, _) in enumerate(todo):
+        parts[at] = item_columns(computed, i)
+    return parts
 
 
 class _RayShardWorker:
@@ -290,10 +287,11 @@ class _RayShardWorker:
         self.config = BuildConfig(**config)
         self.encoder, self.tag_emb, _ = _encoder_and_tags(self.config)
         self.captioner = _captioner(self.config)
+        self.reader = Reader(self.config.max_pixels, draft_sides(self.encoder, self.captioner), self.encoder.prepare)
 
     def __call__(self, batch: dict) -> dict:
-        done = [pickle.dumps(process_shard(rs, self.config, self.encoder, self.captioner, self.tag_emb))
-                for rs in map(pickle.loads, batch["records"])]
+        done = [pickle.dumps(process_shard(map(self.reader, rs), self.config, self.encoder, self.captioner,
+                                           self.tag_emb)) for rs in map(pickle.loads, batch["records"])]
         return {"shard": np.array(done, dtype=object)}
 
 

@@ -28,8 +28,6 @@ def _humor_config_class() -> type:
 def cmd_build(args) -> None:
     from .build import BuildConfig, build
 
-    if args.workers and args.engine != "ray":
-        raise UsageError("--workers sets the number of Ray actors: use it with --engine ray.")
     options = {k: v for k, v in (("images", args.images), ("split", args.split)) if v}
     config = BuildConfig(source=args.source, path=args.path, limit=args.limit, seed=args.seed,
                          model=args.model, captioner=args.captioner, vocab=args.vocab,
@@ -348,7 +346,9 @@ def _add_build(p) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per model batch (default: %(default)s)")
     p.add_argument("--engine", default=ENGINES[0], choices=ENGINES,
                    help="run the stages here, or in Ray actors (the cluster at $RAY_ADDRESS, else a local one)")
-    p.add_argument("--workers", type=int, help="with --engine ray: actors (default: one per CPU, or per GPU)")
+    p.add_argument("--workers", type=int, help="threads that read and decode images ahead of the models (default: one "
+                   "per core with the model on a GPU, else one); with --engine ray: Ray actors (default: one "
+                   "per CPU, or per GPU)")
     p.add_argument("--overwrite", action="store_true", help="rebuild from scratch")
     p.add_argument("--update", action="store_true", help="bring a finished collection up to date with its source: "
                                                          "new and changed images are computed, deleted ones dropped")

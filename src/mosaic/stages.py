@@ -1,4 +1,5 @@
-"""Stages: functions from a batch of decoded images and their texts to columns.
+"""Stages: functions from a batch of decoded images and their texts to columns (the images'
+previews are made where they are decoded, in `mosaic.reading`).
 
 `process_batch` reads and writes no files and keeps nothing between calls (the models it is
 given may cache: the offline classifier reuses its answer for the batch it saw last), so it runs
@@ -7,7 +8,6 @@ the one thing here that reads a file.
 """
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,6 @@ from .models import Captioner, DualEncoder
 
 VOCAB_DIR = Path(__file__).with_name("vocab")
 LIST_COLUMNS = ("generated", "caption_text", "caption_kind", "thumbs")
-THUMB_SIDE = 512  # previews kept in the collection, so it can be shown without its source
 
 
 @dataclass(frozen=True)
@@ -47,23 +46,10 @@ class Vocabulary:
         return cls(names, prompts)
 
 
-def embed_images(images: list[Image.Image], encoder: DualEncoder) -> np.ndarray:
-    return encoder.encode_images(images)
-
-
 def embed_texts(texts: list[str], encoder: DualEncoder) -> np.ndarray:
     if not texts:
         return np.zeros((0, encoder.dim), np.float32)
     return encoder.encode_texts(texts)
-
-
-def thumbnail(image: Image.Image, side: int = THUMB_SIDE) -> bytes:
-    """A JPEG preview at most `side` pixels on its longer side."""
-    im = image.copy()
-    im.thumbnail((side, side))
-    buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=85)
-    return buf.getvalue()
 
 
 def score_tags(image_emb: np.ndarray, tag_emb: np.ndarray) -> np.ndarray:
@@ -72,11 +58,11 @@ def score_tags(image_emb: np.ndarray, tag_emb: np.ndarray) -> np.ndarray:
 
 
 def process_batch(images: list[Image.Image], human_texts: list[list[str]], encoder: DualEncoder,
-                  captioner: Captioner | None, tag_emb: np.ndarray) -> dict:
-    """All columns for one batch: image embeddings, generated captions, the embedding of every
-    caption (human first, then generated), which item each caption belongs to, tag scores and
-    JPEG previews."""
-    image_emb = embed_images(images, encoder)
+                  captioner: Captioner | None, tag_emb: np.ndarray, prepared: list | None = None) -> dict:
+    """The models' columns for one batch: image embeddings, generated captions, the embedding of
+    every caption (human first, then generated), which item each caption belongs to and tag scores.
+    `prepared`: the images as `encoder.prepare` made them, when that was done beforehand."""
+    image_emb = encoder.encode_images(images if prepared is None else prepared)
     generated = captioner.caption(images) if captioner else [""] * len(images)
     texts, owner, kind = [], [], []
     for i, (human, gen) in enumerate(zip(human_texts, generated)):
@@ -92,7 +78,6 @@ def process_batch(images: list[Image.Image], human_texts: list[list[str]], encod
         "caption_kind": kind,
         "text_emb": embed_texts(texts, encoder),
         "tags": score_tags(image_emb, tag_emb),
-        "thumbs": [thumbnail(im) for im in images],
     }
 
 

@@ -32,9 +32,16 @@ class DualEncoder:
 
     spec: str
     dim: int
+    image_side: int | None = None  # the shorter side its preprocessing scales images to; None: it reads them whole
 
-    def encode_images(self, images: list[Image.Image]) -> np.ndarray:
+    def encode_images(self, images: list) -> np.ndarray:
+        """Embeddings of images, or of what `prepare` made of them."""
         raise NotImplementedError
+
+    def prepare(self, image: Image.Image):
+        """What `encode_images` takes for one image, made beforehand (the build's reading threads
+        run it ahead of the model): its preprocessing, or, by default, the image itself."""
+        return image
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         raise NotImplementedError
@@ -44,6 +51,7 @@ class Captioner:
     """Writes one caption per image."""
 
     spec: str
+    image_side: int | None = None  # as DualEncoder.image_side
 
     def caption(self, images: list[Image.Image]) -> list[str]:
         raise NotImplementedError
@@ -53,6 +61,13 @@ def normalize(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero)."""
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def processor_side(image_processor) -> int:
+    """The shorter side a transformers image processor scales images to (`shortest_edge`, or the
+    larger of the height and width it resizes them to)."""
+    size = image_processor.size
+    return size.get("shortest_edge") or max(size["height"], size["width"])
 
 
 def _hub_repo(spec: str) -> str | None:

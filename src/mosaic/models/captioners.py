@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from ..util import default_device
-from . import Captioner
+from . import Captioner, processor_side
 
 
 class BlipCaptioner(Captioner):
@@ -17,6 +17,7 @@ class BlipCaptioner(Captioner):
         self.spec = f"blip:{repo}"
         self.device = device or default_device()
         self.processor = BlipProcessor.from_pretrained(repo)
+        self.image_side = processor_side(self.processor.image_processor)
         self.model = BlipForConditionalGeneration.from_pretrained(repo).to(self.device).eval()
         self.max_new_tokens = max_new_tokens
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from ..errors import UsageError
 from ..util import default_device
-from . import DualEncoder, normalize
+from . import DualEncoder, normalize, processor_side
 
 RANDOM = "random"  # the pretrained tag that asks for random weights
 
@@ -48,14 +48,19 @@ class OpenClipEncoder(DualEncoder):
         self.model, _, self.preprocess = open_clip.create_model_and_transforms(
             arch, pretrained=pretrained, device=self.device)
         self.model.eval()
+        side = getattr(self.model.visual, "image_size", None)  # None: no draft decoding for it
+        self.image_side = min(side) if isinstance(side, (tuple, list)) else side
         self.tokenizer = open_clip.get_tokenizer(arch)
         self.dim = self.model.text_projection.shape[1] if hasattr(self.model, "text_projection") \
             else int(self.encode_texts(["x"]).shape[1])
 
+    def prepare(self, image: Image.Image) -> torch.Tensor:
+        return self.preprocess(image)  # resize, crop, tensor, normalise
+
     @torch.inference_mode()
-    def encode_images(self, images: list[Image.Image]):
-        batch = torch.stack([self.preprocess(im) for im in images]).to(self.device)
-        return normalize(self.model.encode_image(batch).float().cpu().numpy())
+    def encode_images(self, images: list):
+        batch = torch.stack([self.prepare(im) if isinstance(im, Image.Image) else im for im in images])
+        return normalize(self.model.encode_image(batch.to(self.device)).float().cpu().numpy())
 
     @torch.inference_mode()
     def encode_texts(self, texts: list[str]):
@@ -72,6 +77,7 @@ class HFClipEncoder(DualEncoder):
         self.device = device or default_device()
         self.model = CLIPModel.from_pretrained(repo).to(self.device).eval()
         self.processor = CLIPProcessor.from_pretrained(repo)
+        self.image_side = processor_side(self.processor.image_processor)
         self.dim = self.model.config.projection_dim
         self.max_length = self.model.config.text_config.max_position_embeddings
 

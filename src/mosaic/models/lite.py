@@ -223,6 +223,7 @@ class LiteEncoder(DualEncoder):
         self.zero_shot = self.heads.zero_shot if self.heads else ZeroShot()
         self.label_embeddings = self.embed_labels(self.zero_shot.prompts)
         self.dim = self.heads.out_dim if self.heads else self.text.dim
+        self.image_side = IMAGE_SIZE
 
     def embed_labels(self, prompts: tuple[str, ...]) -> np.ndarray:
         """(1000, d): every ImageNet label written with each prompt, embedded and averaged."""
@@ -262,6 +263,7 @@ class LabelCaptioner(Captioner):
     """`labels`: an offline caption made from the classifier's three most likely labels."""
 
     spec = "labels"
+    image_side = IMAGE_SIZE
 
     def __init__(self, device: str | None = None):
         self.classifier = _classifier(device or default_device())

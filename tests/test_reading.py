@@ -1,0 +1,125 @@
+import io
+import threading
+
+import numpy as np
+import pytest
+from fakes import COLOURS, picture
+from PIL import Image
+
+from mosaic.build import BuildConfig, build
+from mosaic.collection import Collection
+from mosaic.models import load_captioner, load_encoder
+from mosaic.reading import THUMB_SIDE, default_workers, draft_sides, read_records
+from mosaic.sources import load_image
+from mosaic.util import sha256
+
+
+def photo_folder(root, n=17):
+    """JPEGs and PNGs of several sizes in a folder, with unreadable files among them."""
+    root.mkdir()
+    colours = list(COLOURS)
+    for i in range(n):
+        im = picture(colours[i % 6], colours[(i + 1) % 6], size=48 + 37 * i)
+        im.save(root / f"{i:02d}.{'png' if i % 4 == 3 else 'jpg'}")
+    (root / "05b-truncated.jpg").write_bytes((root / "05.jpg").read_bytes()[:300])
+    (root / "09b-notes.jpg").write_text("this is not an image")
+    Image.new("L", (3000, 3000)).save(root / "12b-huge.png")  # above the max_pixels given below
+    return root
+
+
+def built(folder, out, workers):
+    config = BuildConfig("folder", str(folder), model="fake", captioner="none", shard_size=5, batch_size=3,
+                         max_pixels=4_000_000)
+    return build(config, out / "photos", progress=False, workers=workers)
+
+
+def digests(root):
+    return {p.relative_to(root).as_posix(): sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_any_number_of_workers_writes_the_same_bytes(tmp_path, fake_encoder):
+    folder = photo_folder(tmp_path / "src")
+    serial = built(folder, tmp_path / "one", workers=1)
+    for workers in (2, 5):
+        parallel = built(folder, tmp_path / f"w{workers}", workers=workers)
+        assert digests(parallel) == digests(serial)
+    c = Collection.load(serial)
+    assert len(c) == 17 and c.manifest.counts["skipped"] == 3
+
+
+def test_unreadable_images_are_skipped_and_reported_in_order_with_workers(tmp_path, fake_encoder):
+    folder = photo_folder(tmp_path / "src")
+    skipped = Collection.load(built(folder, tmp_path / "w4", workers=4)).manifest.skipped
+    assert [s["id"] for s in skipped] == ["05b-truncated.jpg", "09b-notes.jpg", "12b-huge.png"]
+    assert "too large" in skipped[2]["reason"] and str(tmp_path) not in str(skipped)
+
+
+def test_reads_come_in_order_from_several_threads():
+    names = []
+
+    def read(x):
+        names.append(threading.current_thread().name)
+        return x * x
+
+    assert list(read_records(range(200), read, workers=4, ahead=8)) == [x * x for x in range(200)]
+    assert len(set(names)) > 1 and threading.current_thread().name not in names
+    names.clear()
+    assert list(read_records(range(5), read, workers=1, ahead=8)) == [0, 1, 4, 9, 16]
+    assert set(names) == {threading.current_thread().name}
+
+
+def jpeg(size, orientation=None):
+    gradient = np.linspace(0, 255, size[0] * size[1] * 3).reshape(size[1], size[0], 3).astype(np.uint8)
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    Image.fromarray(gradient).save(buf, "JPEG", quality=95, exif=exif)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("size, at_least, expected", [
+    ((4000, 3000), (224, 512), (1000, 750)),  # 1/4: the longer side keeps 512, 1/8 would not
+    ((4000, 1000), (224, 512), (1000, 250)),  # 1/4: the shorter side keeps 224
+    ((4000, 3000), (384, 512), (1000, 750)),
+    ((4000, 3000), (800, 512), (2000, 1500)),
+    ((900, 600), (224, 512), (900, 600)),  # halving would take the longer side below 512
+])
+def test_draft_decoding_keeps_what_the_models_and_previews_need(size, at_least, expected):
+    assert load_image(jpeg(size), at_least=at_least).size == expected
+    assert load_image(jpeg(size)).size == size
+
+
+def test_draft_decoding_follows_the_exif_orientation():
+    assert load_image(jpeg((4000, 3000), orientation=6), at_least=(224, 512)).size == (750, 1000)
+
+
+def test_draft_decodes_nearly_the_same_pixels():
+    full = load_image(jpeg((2000, 1500))).resize((224, 168), Image.Resampling.BICUBIC)
+    draft = load_image(jpeg((2000, 1500)), at_least=(224, 512)).resize((224, 168), Image.Resampling.BICUBIC)
+    assert np.abs(np.asarray(full, np.float32) - np.asarray(draft, np.float32)).mean() < 2
+
+
+def test_a_model_that_reads_whole_images_gets_them_whole(fake_encoder):
+    assert draft_sides(fake_encoder, None) is None
+
+
+def test_a_model_on_the_cpu_gets_one_reader_as_its_own_threads_use_the_cores(fake_encoder):
+    assert default_workers(fake_encoder) == 1
+
+
+@pytest.mark.slow
+def test_the_offline_models_need_224_pixels_and_the_previews_512():
+    assert draft_sides(load_encoder("lite"), load_captioner("labels")) == (224, THUMB_SIDE) == (224, 512)
+
+
+@pytest.mark.slow
+def test_an_encoder_that_prepares_its_input_in_the_reading_threads_writes_the_same_bytes(tmp_path):
+    folder = photo_folder(tmp_path / "src", n=8)
+    model = "open_clip:ViT-S-32-alt/random"  # random weights: the plumbing, not a quality figure
+    config = BuildConfig("folder", str(folder), model=model, captioner="none", shard_size=5, batch_size=3,
+                         max_pixels=4_000_000)
+    serial, parallel = (build(config, tmp_path / f"w{w}" / "photos", progress=False, workers=w) for w in (1, 3))
+    assert digests(parallel) == digests(serial)
+    encoder, image = load_encoder(model), Image.open(folder / "06.jpg").convert("RGB")
+    np.testing.assert_array_equal(encoder.encode_images([encoder.prepare(image)]), encoder.encode_images([image]))
