@@ -8,8 +8,8 @@ as recall@10 vs queries/s curves, with build time and memory, on two sets of vec
 
 Both sets' statistics (nearest-neighbour cosines, random-pair cosine, components for 90% of the
 variance) are printed side by side. Methods: Annoy, 50 trees, search_k swept; FAISS HNSW, M 16 and
-32, efConstruction 200, efSearch swept; usearch f32 (M 16 and 32) and i8 (M 16), expansion_add
-200, expansion_search swept; exact fp32 as the baseline. Graphs are built on all threads, Annoy on
+32, efConstruction 200, efSearch swept; usearch f32 and i8 (M 16, as Mosaic builds it),
+expansion_add 200, expansion_search swept; exact fp32 as the baseline. Graphs are built on all threads, Annoy on
 one (as Mosaic builds it: the same trees every build); every query runs alone on one thread; the
 methods' settings are timed interleaved, repetition by repetition, and the median q/s kept. Prints
 for each method its best q/s at recall@10 >= 0.95 and that as a ratio to the best peer's.
@@ -64,7 +64,7 @@ def build_usearch(vectors: np.ndarray, dtype: str, m: int, ef_construction: int)
     def search(ef):
         def run(q):
             index.expansion_search = ef
-            return index.search(q, 10, threads=1).keys
+            return index.search(q, 10, threads=1).keys.reshape(len(q), -1)
         return run
     return search, index.serialized_length, index
 
@@ -82,8 +82,8 @@ def methods(args, folder: Path) -> list:
         return (lambda _: lambda q: index.search(q, 10)[1]), index.nbytes, index
     out = [("exact fp32", (None,), exact_fp32), ("annoy 50 trees", SEARCH_K, lambda v: build_annoy_search(v, folder))]
     out += [(f"faiss hnsw M{m}", EFFORTS, lambda v, m=m: build_hnsw(v, m, args.ef_construction)) for m in (16, 32)]
-    out += [(f"usearch f32 M{m}", EFFORTS, lambda v, m=m: build_usearch(v, "f32", m, args.ef_construction)) for m in (16, 32)]
-    out += [("usearch i8 M16", EFFORTS, lambda v: build_usearch(v, "i8", 16, args.ef_construction))]
+    out += [(f"usearch {dtype} M16", EFFORTS, lambda v, d=dtype: build_usearch(v, d, 16, args.ef_construction))
+            for dtype in ("f32", "i8")]
     return out
 
 
@@ -136,7 +136,7 @@ def plot(rows: list[dict], title: str, path: Path) -> str:
     ax.set(xscale="log", xlabel="single queries / s, one thread (log)", ylabel="recall@10 vs exact fp32", title=title)
     ax.axhline(TARGET, color="grey", lw=0.5)
     ax.legend(fontsize=7)
-    return save_figure(fig, path).relative_to(ROOT).as_posix()
+    return Path(os.path.relpath(save_figure(fig, path), ROOT)).as_posix()
 
 
 def run_set(name: str, vectors: np.ndarray, queries: np.ndarray, args, folder: Path) -> dict:
@@ -163,16 +163,17 @@ def main():
     p.add_argument("--real-cache", type=Path, default=Path(tempfile.gettempdir()) / "mosaic-bench" / "real_lite.npy")
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "ann.json")
     args = p.parse_args()
-    synthetic, synthetic_queries = clustered(args.items, args.queries)
-    real = real_embeddings(args.real_cache)
-    real, real_queries = real[:-args.queries], real[-args.queries:]
-    stats = {"synthetic": statistics(synthetic, synthetic_queries), "real": statistics(real, real_queries)}
-    for name, s in stats.items():
-        print(f"{name:>9}: {s}")
     sets = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, v, q in (("real", real, real_queries), ("synthetic", synthetic, synthetic_queries)):
-            sets[name] = {**run_set(name, v, q, args, Path(tmp)), "statistics": stats[name]}
+        for name in ("synthetic", "real"):
+            if name == "synthetic":
+                vectors, queries = clustered(args.items, args.queries)
+            else:
+                vectors = real_embeddings(args.real_cache)
+                vectors, queries = vectors[:-args.queries], vectors[-args.queries:]
+            sets[name] = {**run_set(name, vectors, queries, args, Path(tmp)), "statistics": statistics(vectors, queries)}
+    for name, s in sets.items():
+        print(f"{name:>9}: {s['statistics']}")
     result = {"threads_build": os.cpu_count(), "threads_query": 1, "ef_construction": args.ef_construction,
               "target_recall": TARGET, "versions": {"faiss": faiss.__version__, "usearch": usearch.__version__},
               "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "sets": sets}

@@ -78,7 +78,8 @@ def real_embeddings(cache: Path) -> np.ndarray:
     vectors = np.concatenate([encoder.encode_texts(sample_texts()), images]).astype(np.float32)
     vectors = vectors[np.random.default_rng(0).permutation(len(vectors))]
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.save(cache, vectors)
+    np.save(cache.with_suffix(".tmp.npy"), vectors)
+    cache.with_suffix(".tmp.npy").replace(cache)
     return vectors
 
 
