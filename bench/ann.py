@@ -160,12 +160,13 @@ def main():
     p.add_argument("--queries", type=int, default=500)
     p.add_argument("--ef-construction", type=int, default=200)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--sets", nargs="+", default=["synthetic", "real"], choices=["synthetic", "real"])
     p.add_argument("--real-cache", type=Path, default=Path(tempfile.gettempdir()) / "mosaic-bench" / "real_lite.npy")
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "ann.json")
     args = p.parse_args()
     sets = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("synthetic", "real"):
+        for name in args.sets:
             if name == "synthetic":
                 vectors, queries = clustered(args.items, args.queries)
             else:
