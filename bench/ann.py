@@ -8,7 +8,7 @@ as recall@10 vs queries/s curves, with build time and memory, on two sets of vec
 
 Both sets' statistics (nearest-neighbour cosines, random-pair cosine, components for 90% of the
 variance) are printed side by side. Methods: Annoy, 50 trees, search_k swept; FAISS HNSW, M 16 and
-32, efConstruction 200, efSearch swept; usearch f32 and i8 (M 16, as Mosaic builds it),
+32, efConstruction 200, efSearch swept (Mosaic builds M 16); usearch f32 and i8 (M 16),
 expansion_add 200, expansion_search swept; exact fp32 as the baseline. Graphs are built on all threads, Annoy on
 one (as Mosaic builds it: the same trees every build); every query runs alone on one thread; the
 methods' settings are timed interleaved, repetition by repetition, and the median q/s kept. Prints

@@ -121,8 +121,8 @@ def test_hnsw_finds_what_exact_finds_with_exact_scores(tmp_path):
     vectors = embedding_like(4100)
     base, queries = vectors[:4000], vectors[4000:]  # queries held out of the graph
     np.save(tmp_path / "v.npy", base)
-    build_hnsw(np.load(tmp_path / "v.npy", mmap_mode="r"), tmp_path / "i.usearch")
-    index = HnswIndex(tmp_path / "i.usearch")
+    build_hnsw(np.load(tmp_path / "v.npy", mmap_mode="r"), tmp_path / "i.hnsw")
+    index = HnswIndex(tmp_path / "i.hnsw")
     scores, ids = index.search(queries, 10)
     _, ref = ExactIndex(base, device="cpu").search(queries, 10)
     found = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, ref)])
@@ -138,5 +138,5 @@ def test_hnsw_finds_what_exact_finds_with_exact_scores(tmp_path):
 def test_hnsw_is_built_the_same_every_time(tmp_path):
     vectors = embedding_like(2000, seed=1)
     for name in ("a", "b"):
-        build_hnsw(vectors, tmp_path / f"{name}.usearch")
-    assert (tmp_path / "a.usearch").read_bytes() == (tmp_path / "b.usearch").read_bytes()
+        build_hnsw(vectors, tmp_path / f"{name}.hnsw")
+    assert (tmp_path / "a.hnsw").read_bytes() == (tmp_path / "b.hnsw").read_bytes()

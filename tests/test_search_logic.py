@@ -188,6 +188,6 @@ def test_annoy_is_an_option_of_the_build(tiny, tmp_path):
                 tmp_path / "c", progress=False)
     annoy = SearchService(out, tiny.encoder, index="annoy")
     assert {p.name for p in (out / "index").iterdir()} == {f"{n}.{e}" for n in ("image", "caption", "omni")
-                                                           for e in ("ann", "usearch")}
-    assert {"index/image.ann", "index/image.usearch"} <= set(annoy.collection.manifest.checksums)
+                                                           for e in ("ann", "hnsw")}
+    assert {"index/image.ann", "index/image.hnsw"} <= set(annoy.collection.manifest.checksums)
     assert [h.id for h in annoy.text_to_image("red boat", k=5)] == [h.id for h in tiny.text_to_image("red boat", k=5)]

@@ -15,7 +15,7 @@
       tag_emb.npy          (tags, dim) embeddings of the tag prompts
       thumbs.bin           JPEG previews (<= 512 px) of all items, back to back
       thumbs.npy           (items + 1,) int64 byte offsets of each preview in thumbs.bin
-      index/*.usearch      HNSW graphs (image, caption, omni): the approximate indexes searched
+      index/*.hnsw         HNSW graphs (FAISS; image, caption, omni): the approximate indexes searched
       index/*.ann          Annoy indexes of the same spaces, when built with --annoy
 
 While building, finished shards live in shards/NNNNN/ and are listed in the manifest; a shard
@@ -108,7 +108,7 @@ class Files:
 
     def hnsw(self, space: str) -> Path:
         """The HNSW graph of a searchable space (`image`, `text` or `omni`)."""
-        return self.root / "index" / f"{INDEX_NAMES[space]}.usearch"
+        return self.root / "index" / f"{INDEX_NAMES[space]}.hnsw"
 
     def shard(self, index: int) -> Path:
         return self.shards / f"{index:05d}"

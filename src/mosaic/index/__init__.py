@@ -1,7 +1,7 @@
 """Nearest-neighbour indexes over L2-normalised vectors, all answering `search(queries, k, rows)`.
 
 `ExactIndex` scores every vector (one matrix product + top-k, on CUDA when present) from fp32,
-fp16, int8 or int4 storage; `HnswIndex` (a usearch HNSW graph) and `AnnoyIndex` are approximate
+fp16, int8 or int4 storage; `HnswIndex` (a FAISS HNSW graph) and `AnnoyIndex` are approximate
 and memory-mapped from disk.
 `ShardedIndex` splits exact search over row ranges (here or in Ray actors) and merges the results.
 All return (scores, ids): cosine similarities and row numbers, best first.
