@@ -15,7 +15,7 @@ methods' settings are timed interleaved, repetition by repetition, and the media
 for each method its best q/s at recall@10 >= 0.95 and that as a ratio to the best peer's.
 Writes JSON and a plot per set.
 
-    python bench/ann.py [--items 100000] [--json bench/results/ann.json]
+    python bench/ann.py [--items 100000] [--real-items N] [--json bench/results/ann.json]
 """
 import argparse
 import json
@@ -161,6 +161,7 @@ def main():
     p.add_argument("--ef-construction", type=int, default=200)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--sets", nargs="+", default=["synthetic", "real"], choices=["synthetic", "real"])
+    p.add_argument("--real-items", type=int, help="base vectors of the real set (default: all but the queries)")
     p.add_argument("--real-cache", type=Path, default=Path(tempfile.gettempdir()) / "mosaic-bench" / "real_lite.npy")
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "ann.json")
     args = p.parse_args()
@@ -170,7 +171,7 @@ def main():
             if name == "synthetic":
                 vectors, queries = clustered(args.items, args.queries)
             else:
-                vectors = real_embeddings(args.real_cache)
+                vectors = real_embeddings(args.real_cache)[:args.real_items + args.queries if args.real_items else None]
                 vectors, queries = vectors[:-args.queries], vectors[-args.queries:]
             sets[name] = {**run_set(name, vectors, queries, args, Path(tmp)), "statistics": statistics(vectors, queries)}
     for name, s in sets.items():
