@@ -1,14 +1,18 @@
-"""Exact search against the machine's limits, on synthetic clustered 512-d unit vectors.
+"""Exact search: Mosaic's fp32/int8/int4 indexes beside FAISS's flat and scalar-quantized ones, on
+the same embedding-like 512-d unit vectors (bench/synthetic.py), in the same run, on the same threads.
 
-Measures the machine before and after (keeping the faster): fp32 matrix-multiply throughput (a
-large square product) and memory bandwidth (summing a large array). For each collection size and
-precision, prints
-- batched search: queries/s, and the multiply-adds that is as a ratio to the measured fp32 matmul
-  rate (for int8/int4, the fp32-equivalent rate of their integer products);
-- single-query time, as a ratio to reading the stored codes once at the measured bandwidth;
-- recall@10 against fp32, raw and after reranking 40 candidates against the fp32 vectors, which
-  stay memory-mapped on disk as in a collection; memory as a fraction of fp32's.
-Writes JSON.
+Pairs at the same precision:
+- fp32: Mosaic fp32 vs FAISS IndexFlatIP;
+- int8, reranked: Mosaic int8 (4 x k candidates rescored against the fp32 vectors) vs FAISS
+  IndexScalarQuantizer 8-bit refined by IndexRefine over the flat index (k_factor 4; the refine
+  step's fp32 vectors are in memory, Mosaic's memory-mapped: both counted in memory only for FAISS);
+- int8, raw: Mosaic int8 without rerank vs FAISS 8-bit without refine;
+- int4, reranked: Mosaic int4 vs FAISS 4-bit refined the same way.
+Each method is timed batched (`--batch` queries per call) and with single queries, the methods
+interleaved repetition by repetition; medians. torch and FAISS each bring an OpenMP runtime: their
+idle threads wait passively (OMP_WAIT_POLICY), so neither spins against the other's. Prints
+queries/s and Mosaic's q/s as a ratio to its FAISS peer's, and recall@10 against exact fp32;
+writes JSON.
 
     python bench/exact_search.py [--sizes 100000 1000000] [--json bench/results/exact_search.json]
 """
@@ -20,84 +24,104 @@ import tempfile
 import time
 from pathlib import Path
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch and FAISS start their thread pools
+import faiss
 import numpy as np
 import torch
 from synthetic import clustered, recall
 
-from mosaic.index import PRECISIONS, ExactIndex
+from mosaic.index import ExactIndex
 
 ROOT = Path(__file__).resolve().parents[1]
+PEERS = {"fp32": "faiss_flat", "int8": "faiss_sq8_refine", "int8_raw": "faiss_sq8", "int4": "faiss_sq4_refine"}
 
 
-def best_time(f, repeats: int = 3) -> float:
-    f()  # warm-up
-    times = []
+def faiss_indexes(vectors: np.ndarray) -> dict:
+    """Flat, 8-bit (raw and refined) and 4-bit (refined) FAISS indexes: (search, bytes, keep-alive).
+    The flat index multiplies batches with BLAS (by default only from 128,000 queries on)."""
+    faiss.cvar.distance_compute_blas_threshold = 20
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(vectors)
+    out = {"faiss_flat": (flat.search, vectors.nbytes, flat)}
+    for bits, kind in ((8, faiss.ScalarQuantizer.QT_8bit), (4, faiss.ScalarQuantizer.QT_4bit)):
+        sq = faiss.IndexScalarQuantizer(vectors.shape[1], kind, faiss.METRIC_INNER_PRODUCT)
+        sq.train(vectors[:200_000])
+        sq.add(vectors)
+        refine = faiss.IndexRefine(sq, flat)  # rescoring against the flat index's vectors: no second copy
+        refine.k_factor = 4  # as Mosaic reranks 4 x k
+        codes = sq.sa_code_size() * sq.ntotal
+        if bits == 8:
+            out["faiss_sq8"] = (sq.search, codes, sq)
+        out[f"faiss_sq{bits}_refine"] = (refine.search, codes + vectors.nbytes, (sq, refine))
+    return out
+
+
+def mosaic_indexes(on_disk: np.ndarray) -> dict:
+    indexes = {"int8_raw": ExactIndex(on_disk, "int8", device="cpu", rerank=1)}
+    indexes.update({p: ExactIndex(on_disk, p, device="cpu") for p in ("fp32", "int8", "int4")})
+    return {name: (index.search, index.nbytes, index) for name, index in indexes.items()}
+
+
+def timed(methods: dict, queries: np.ndarray, repeats: int, single: int) -> dict:
+    """Median seconds per batched call and per single query of each method, interleaved."""
+    times = {name: {"batch": [], "single": []} for name in methods}
+    for search, _, _ in methods.values():  # warm-up
+        search(queries[:1], 10)
     for _ in range(repeats):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return min(times)
+        for name, (search, _, _) in methods.items():
+            t = time.perf_counter()
+            search(queries, 10)
+            times[name]["batch"].append(time.perf_counter() - t)
+            for q in queries[:single]:
+                t = time.perf_counter()
+                search(q[None], 10)
+                times[name]["single"].append(time.perf_counter() - t)
+    return {name: {kind: float(np.median(v)) for kind, v in t.items()} for name, t in times.items()}
 
 
-def machine_limits() -> dict:
-    """The best of many tries: a shared machine's slow moments must not flatter the ratios."""
-    a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
-    flops = 2 * 4096 ** 3 / best_time(lambda: a @ b, 10)
-    big = torch.randn(256 * 2 ** 20)  # 1 GiB
-    bandwidth = big.numel() * 4 / best_time(lambda: big.sum(), 10)
-    return {"matmul_gflops": round(flops / 1e9, 1), "bandwidth_gb_s": round(bandwidth / 1e9, 2)}
+def run_size(n: int, args, tmp: Path) -> list[dict]:
+    vectors, queries = clustered(n, args.batch)
+    np.save(tmp / "vectors.npy", vectors)
+    methods = faiss_indexes(vectors)
+    del vectors
+    on_disk = np.load(tmp / "vectors.npy", mmap_mode="r")  # as a collection's embeddings
+    methods.update(mosaic_indexes(on_disk))
+    times = timed(methods, queries, args.repeats, args.single)
+    reference = methods["fp32"][0](queries, 10)[1]
+    rows = []
+    for name, (search, nbytes, _) in methods.items():
+        row = {"items": n, "method": name if name.startswith("faiss") else f"mosaic_{name}",
+               "batch_queries_per_s": round(args.batch / times[name]["batch"], 1),
+               "single_query_ms": round(times[name]["single"] * 1e3, 3),
+               "recall_at_10_vs_fp32": round(recall(search(queries, 10)[1], reference), 4),
+               "memory_mb": round(nbytes / 2**20, 1)}
+        if name in PEERS:
+            peer = times[PEERS[name]]
+            row.update(peer=PEERS[name], batch_speed_vs_peer=round(peer["batch"] / times[name]["batch"], 2),
+                       single_speed_vs_peer=round(peer["single"] / times[name]["single"], 2))
+        rows.append(row)
+        print(f"{n:>8} {row['method']:<18} batched {row['batch_queries_per_s']:9.1f} q/s, single "
+              f"{row['single_query_ms']:8.2f} ms, recall@10 {row['recall_at_10_vs_fp32']:.4f}, {row['memory_mb']:8.1f} MB"
+              + (f"  | vs {row['peer']}: batched {row['batch_speed_vs_peer']:.2f}x, single {row['single_speed_vs_peer']:.2f}x"
+                 if "peer" in row else ""))
+    return rows
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     p.add_argument("--batch", type=int, default=256, help="queries per batched search")
-    p.add_argument("--single", type=int, default=20, help="single queries timed one by one")
+    p.add_argument("--single", type=int, default=20, help="single queries timed one by one per repetition")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "exact_search.json")
     args = p.parse_args()
-    before = machine_limits()
-    rows = []
+    torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        for n in args.sizes:
-            vectors, queries = clustered(n, args.batch)
-            np.save(Path(tmp) / "vectors.npy", vectors)
-            del vectors
-            on_disk = np.load(Path(tmp) / "vectors.npy", mmap_mode="r")  # as a collection's embeddings
-            for precision in PRECISIONS:
-                index = ExactIndex(on_disk, precision, device="cpu")
-                batch_s = best_time(lambda: index.search(queries, 10), 5)
-                single_s = np.median([best_time(lambda: index.search(q[None], 10)) for q in queries[:args.single]])
-                ids = index.search(queries, 10)[1]
-                raw = ExactIndex(on_disk, precision, device="cpu", rerank=1).search(queries, 10)[1]
-                rows.append({"items": n, "precision": precision, "batch_s": batch_s, "single_s": single_s,
-                             "ids": ids, "raw": raw, "nbytes": index.nbytes})
-            del on_disk
-    after = machine_limits()
-    limits = {k: max(before[k], after[k]) for k in before}  # the faster measurement: ratios are not flattered
-    print(f"machine: fp32 matmul {limits['matmul_gflops']} GFLOP/s, memory bandwidth {limits['bandwidth_gb_s']} GB/s, "
-          f"{torch.get_num_threads()} threads")
-    results = []
-    for r in rows:
-        fp32 = next(x for x in rows if x["items"] == r["items"] and x["precision"] == "fp32")
-        gflops = 2 * args.batch * r["items"] * 512 / r["batch_s"] / 1e9
-        scan_s = r["nbytes"] / (limits["bandwidth_gb_s"] * 1e9)
-        out = {"items": r["items"], "precision": r["precision"],
-               "batch_queries_per_s": round(args.batch / r["batch_s"], 1), "batch_gflops": round(gflops, 1),
-               "over_matmul": round(gflops / limits["matmul_gflops"], 3),
-               "batch_speed_vs_fp32": round(fp32["batch_s"] / r["batch_s"], 2),
-               "single_query_ms": round(r["single_s"] * 1e3, 2), "over_bandwidth_scan": round(r["single_s"] / scan_s, 2),
-               "single_speed_vs_fp32": round(fp32["single_s"] / r["single_s"], 2),
-               "recall_at_10_vs_fp32": round(recall(r["ids"], fp32["ids"]), 4),
-               "recall_at_10_vs_fp32_no_rerank": round(recall(r["raw"], fp32["ids"]), 4),
-               "memory_mb": round(r["nbytes"] / 2**20, 1), "memory_vs_fp32": round(r["nbytes"] / fp32["nbytes"], 3)}
-        results.append(out)
-        print(f"{out['items']:>8} {out['precision']}: batched {out['batch_queries_per_s']:8.1f} q/s = "
-              f"{out['over_matmul']:.2f} x fp32 matmul ({out['batch_speed_vs_fp32']:.2f} x fp32), single "
-              f"{out['single_query_ms']:7.2f} ms = {out['over_bandwidth_scan']:.2f} x bandwidth scan "
-              f"({out['single_speed_vs_fp32']:.2f} x fp32), recall@10 {out['recall_at_10_vs_fp32']:.4f} "
-              f"({out['recall_at_10_vs_fp32_no_rerank']:.4f} without rerank), {out['memory_vs_fp32']:.3f} x memory")
-    result = {**limits, "limits_before": before, "limits_after": after, "threads": torch.get_num_threads(),
-              "dim": 512, "batch": args.batch, "cpu": platform.processor() or platform.machine(),
+        results = [row for n in args.sizes for row in run_size(n, args, Path(tmp))]
+    result = {"threads": args.threads, "dim": 512, "batch": args.batch, "repeats": args.repeats,
+              "faiss": faiss.__version__, "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
               "cores": os.cpu_count(), "results": results}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")

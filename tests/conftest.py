@@ -72,12 +72,13 @@ def wikiart_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def flickr(tmp_path_factory, flickr_dir):
-    """The first 300 Flickr8k images (1,500 human captions), built with lite + labels."""
+    """The first 300 Flickr8k images (1,500 human captions), built with lite + labels, with Annoy
+    indexes besides the HNSW graphs."""
     from mosaic.build import BuildConfig, build
     from mosaic.search import SearchService
 
     out = build(BuildConfig("captions", str(flickr_dir), limit=300, model="lite", captioner="labels",
-                            shard_size=128), tmp_path_factory.mktemp("c") / "flickr", progress=False)
+                            shard_size=128, annoy=True), tmp_path_factory.mktemp("c") / "flickr", progress=False)
     return SearchService(out)
 
 

@@ -43,8 +43,8 @@ def test_rebuilding_with_the_same_arguments_does_nothing(flickr, flickr_dir):
     path = flickr.collection.path
     files = lambda: {p: p.stat().st_mtime_ns for p in path.rglob("*") if p.name != ".lock"}  # noqa: E731 - the lock names its holder
     before = files()
-    build(BuildConfig("captions", str(flickr_dir), limit=300, model="lite", captioner="labels", shard_size=128),
-          path, progress=False)
+    build(BuildConfig("captions", str(flickr_dir), limit=300, model="lite", captioner="labels", shard_size=128,
+                      annoy=True), path, progress=False)
     assert files() == before
 
 

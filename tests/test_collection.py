@@ -39,7 +39,7 @@ CORRUPTIONS = {  # name -> (how, what the message names)
     "manifest.json broken": (lambda c: cut(c / "manifest.json", 100), "manifest"),
     "metadata.parquet with fewer rows": (lambda c: pq.write_table(pq.read_table(c / "metadata.parquet").slice(0, 10),
                                                                   c / "metadata.parquet"), "metadata.parquet"),
-    "index/image.ann truncated": (lambda c: cut(c / "index" / "image.ann", 1000), "image.ann"),
+    "index/image.hnsw truncated": (lambda c: cut(c / "index" / "image.hnsw", 1000), "image.hnsw"),
     "thumbs.bin truncated": (lambda c: cut(c / "thumbs.bin", 100), "thumbs.bin"),
     "tags.npy missing": (lambda c: (c / "tags.npy").unlink(), "tags.npy"),
 }

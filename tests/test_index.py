@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from mosaic.index import AnnoyIndex, ExactIndex, build_annoy, quantize
+from mosaic.index import AnnoyIndex, ExactIndex, HnswIndex, build_annoy, build_hnsw, quantize
 
 
 @pytest.mark.parametrize("precision", ["int8", "int4"])
@@ -105,3 +105,38 @@ def test_sharded_index_answers_like_one_index(tmp_path, on_ray):
     finally:
         if on_ray:
             ray.shutdown()
+
+
+def embedding_like(n: int, dim: int = 64, seed: int = 0) -> np.ndarray:
+    """Unit vectors near a 12-d subspace, in 50 clusters of uneven sizes, as real embeddings are."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(50, 12))
+    sizes = 1 / np.arange(1, 51)
+    z = centres[rng.choice(50, n, p=sizes / sizes.sum())] + 0.6 * rng.normal(size=(n, 12))
+    x = z @ rng.normal(size=(12, dim)) + 0.1 * rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_hnsw_finds_what_exact_finds_with_exact_scores(tmp_path):
+    vectors = embedding_like(4100)
+    base, queries = vectors[:4000], vectors[4000:]  # queries held out of the graph
+    np.save(tmp_path / "v.npy", base)
+    build_hnsw(np.load(tmp_path / "v.npy", mmap_mode="r"), tmp_path / "i.hnsw")
+    index = HnswIndex(tmp_path / "i.hnsw")
+    scores, ids = index.search(queries, 10)
+    _, ref = ExactIndex(base, device="cpu").search(queries, 10)
+    found = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, ref)])
+    assert len(index) == 4000 and found >= 0.95, found
+    np.testing.assert_allclose(scores, np.einsum("qkd,qd->qk", base[ids], queries), atol=1e-5)
+    assert (np.diff(scores, axis=1) <= 1e-6).all()  # best first
+    _, one = index.search(queries[0], 10)  # a single vector is one query
+    np.testing.assert_array_equal(one[0], ids[0])
+    with pytest.raises(ValueError, match="cannot restrict"):
+        index.search(queries, 10, rows=np.arange(5))
+
+
+def test_hnsw_is_built_the_same_every_time(tmp_path):
+    vectors = embedding_like(2000, seed=1)
+    for name in ("a", "b"):
+        build_hnsw(vectors, tmp_path / f"{name}.hnsw")
+    assert (tmp_path / "a.hnsw").read_bytes() == (tmp_path / "b.hnsw").read_bytes()

@@ -81,19 +81,19 @@ def tiny_blip(tmp_path_factory):
     return folder
 
 
-# ---- 1. transformers CLIP from a folder: build, text and image search, exact = Annoy ----------------
+# ---- 1. transformers CLIP from a folder: build, text and image search, exact = HNSW -----------------
 @pytest.mark.slow
-def test_hf_clip_folder_builds_a_collection_that_searches_alike_exactly_and_with_annoy(tiny_clip, photos, tmp_path):
+def test_hf_clip_folder_builds_a_collection_that_searches_alike_exactly_and_with_hnsw(tiny_clip, photos, tmp_path):
     out = build(BuildConfig("folder", str(photos), model=f"hf:{tiny_clip}", captioner="none"), tmp_path / "c",
                 progress=False)
     exact = SearchService(out, index="exact")  # the encoder comes from the manifest's spec
-    annoy = SearchService(out, index="annoy", encoder=exact.encoder)
+    graph = SearchService(out, index="hnsw", encoder=exact.encoder)
     assert exact.encoder.dim == 16 and exact.collection.image_emb.shape == (len(PAIRS), 16)
     np.testing.assert_allclose(np.linalg.norm(exact.collection.image_emb, axis=1), 1, atol=1e-5)
     query = picture("red", "green", size=48)
     for search in (lambda s: s.text_to_image("a red boat on a blue sea", k=4, target="image"),
                    lambda s: s.image_to_image(query, k=4), lambda s: s.image_to_image("red-blue.png", k=4)):
-        a, b = search(exact), search(annoy)
+        a, b = search(exact), search(graph)
         assert [h.id for h in a] == [h.id for h in b]
         np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-4)
     assert exact.image_to_image("red-blue.png", k=1)[0].id == "red-blue.png"

@@ -96,11 +96,12 @@ def test_bad_queries_get_clear_errors(flickr):
         flickr.text_to_image("dog", target="video")
 
 
-def test_annoy_and_exact_services_agree(flickr):
+@pytest.mark.parametrize("kind", ["hnsw", "annoy"])
+def test_approximate_and_exact_services_agree(flickr, kind):
     from mosaic.search import SearchService
 
-    annoy = SearchService(flickr.collection, flickr.encoder, index="annoy")
-    a = [h.row for h in annoy.text_to_image("children playing in the snow", k=5, target="image")]
+    approximate = SearchService(flickr.collection, flickr.encoder, index=kind)
+    a = [h.row for h in approximate.text_to_image("children playing in the snow", k=5, target="image")]
     e = [h.row for h in flickr.text_to_image("children playing in the snow", k=5, target="image")]
     assert len(set(a) & set(e)) >= 4
 

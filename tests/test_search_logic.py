@@ -161,3 +161,33 @@ def test_every_mode_gives_hits_a_strength_on_one_scale(tiny):
         strengths = [h.strength for h in hits]
         assert all(0 <= s <= 100 for s in strengths) and strengths == sorted(strengths, reverse=True)
         assert strengths[0] > 0 and strengths[-1] == 0 and hits[0].to_dict()["strength"] == strengths[0]
+
+
+def test_above_the_exact_limit_the_hnsw_graphs_answer_like_exact_search(tiny):
+    from mosaic.search import SearchService
+
+    graph = SearchService(tiny.collection, tiny.encoder, exact_limit=0)
+    assert set(graph.ann) == {"image", "text", "omni"} and type(graph.ann["image"]).__name__ == "HnswIndex"
+    for search in (lambda s: s.text_to_image("red boat", k=5), lambda s: s.image_to_image("blue-lake.png", k=4),
+                   lambda s: s.omni("yellow", k=3)):
+        a, b = search(graph), search(tiny)
+        assert [h.id for h in a] == [h.id for h in b]
+        np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-5)
+
+
+def test_annoy_is_an_option_of_the_build(tiny, tmp_path):
+    from fakes import write_paintings
+
+    from mosaic.build import BuildConfig, build
+    from mosaic.search import SearchService
+
+    with pytest.raises(CollectionError, match="no annoy index: rebuild it with --annoy"):
+        SearchService(tiny.collection, tiny.encoder, index="annoy")
+    assert not list((tiny.collection.path / "index").glob("*.ann"))
+    out = build(BuildConfig("wikiart", str(write_paintings(tmp_path / "src")), model="fake", captioner="none", annoy=True),
+                tmp_path / "c", progress=False)
+    annoy = SearchService(out, tiny.encoder, index="annoy")
+    assert {p.name for p in (out / "index").iterdir()} == {f"{n}.{e}" for n in ("image", "caption", "omni")
+                                                           for e in ("ann", "hnsw")}
+    assert {"index/image.ann", "index/image.hnsw"} <= set(annoy.collection.manifest.checksums)
+    assert [h.id for h in annoy.text_to_image("red boat", k=5)] == [h.id for h in tiny.text_to_image("red boat", k=5)]

@@ -12,6 +12,7 @@ from mosaic import update
 from mosaic.build import BuildConfig, build
 from mosaic.collection import Collection
 from mosaic.errors import CollectionError
+from mosaic.index import ExactIndex, HnswIndex
 
 COLOURS = ["red", "green", "blue", "yellow", "black", "white"]
 
@@ -65,6 +66,12 @@ def test_an_update_equals_a_fresh_build_and_computes_only_what_changed(tmp_path,
                                             "removed": ["05.png", "07.png"], "unchanged": 9}
     assert_same(updated, Collection.load(build(config(root), tmp_path / "fresh", progress=False)))
     assert not update.staging(out).exists() and not list(tmp_path.glob(".c.*"))
+    for space in ("image", "text", "omni"):  # the graphs index the updated embeddings
+        vectors = np.asarray(getattr(updated, f"{space}_emb"))
+        graph = HnswIndex(updated.files.hnsw(space))
+        assert len(graph) == len(vectors)
+        np.testing.assert_allclose(graph.search(vectors, 3)[0], ExactIndex(vectors, device="cpu").search(vectors, 3)[0],
+                                   atol=1e-5)
 
 
 def test_an_update_keeps_the_settings(tmp_path, fake_encoder):

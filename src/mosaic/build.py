@@ -32,7 +32,7 @@ from . import update as update_mod
 from .cluster import ray_session
 from .collection import Collection, Files, Manifest
 from .errors import CollectionError, UsageError
-from .index import build_annoy
+from .index import build_annoy, build_hnsw
 from .models import load_captioner, load_encoder, resolve_captioner, resolve_encoder
 from .reading import Read, Reader, default_workers, draft_sides, read_records
 from .sources import MAX_PIXELS, fields_of, open_source, select, source_size
@@ -61,6 +61,7 @@ class BuildConfig:
     batch_size: int = 32
     max_pixels: int = MAX_PIXELS
     n_trees: int = 50
+    annoy: bool = False  # also write Annoy indexes (the HNSW graphs are always written)
     options: dict = field(default_factory=dict)
 
     def resolved(self) -> BuildConfig:
@@ -69,9 +70,12 @@ class BuildConfig:
                        model=resolve_encoder(self.model), captioner=resolve_captioner(self.captioner))
 
     def identity(self) -> dict:
-        """The fields a resumed build must share with the one it resumes (not batching)."""
+        """The fields a resumed build must share with the one it resumes (not batching; `annoy`
+        only when set, as collections built before it was an option have no such field)."""
         d = asdict(self)
         d.pop("batch_size")
+        if not d["annoy"]:
+            d.pop("annoy")
         return d
 
 
@@ -355,8 +359,11 @@ def _finish(out: Path, manifest: Manifest, config: BuildConfig, tag_emb: np.ndar
     write_json(files.duplicates, dedup.find(prints["id"], prints["content"], prints["phash"]))
     np.save(files.array("tag_emb"), tag_emb.astype(np.float32))
     for space in coll.EMBEDDINGS:
-        files.annoy(space).parent.mkdir(exist_ok=True)
-        build_annoy(np.load(files.array(f"{space}_emb"), mmap_mode="r"), files.annoy(space), config.n_trees)
+        vectors = np.load(files.array(f"{space}_emb"), mmap_mode="r")
+        files.hnsw(space).parent.mkdir(exist_ok=True)
+        build_hnsw(vectors, files.hnsw(space))
+        if config.annoy:
+            build_annoy(vectors, files.annoy(space), config.n_trees)
     captions = np.load(files.array("text_emb"), mmap_mode="r").shape[0]
     done = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
                   if p.is_file() and files.shards not in p.parents and p not in (files.manifest, files.lock))

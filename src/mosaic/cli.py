@@ -31,7 +31,7 @@ def cmd_build(args) -> None:
     options = {k: v for k, v in (("images", args.images), ("split", args.split)) if v}
     config = BuildConfig(source=args.source, path=args.path, limit=args.limit, seed=args.seed,
                          model=args.model, captioner=args.captioner, vocab=args.vocab,
-                         shard_size=args.shard_size, batch_size=args.batch_size, options=options)
+                         shard_size=args.shard_size, batch_size=args.batch_size, annoy=args.annoy, options=options)
     out = args.out or ARTIFACTS / (args.name or Path(args.path or args.source).name)
     build(config, out, overwrite=args.overwrite, progress=not args.quiet, engine=args.engine, workers=args.workers,
           update=args.update)
@@ -344,6 +344,7 @@ def _add_build(p) -> None:
     p.add_argument("--shard-size", type=int, default=d.shard_size,
                    help="records per shard, the unit a build writes and resumes from (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per model batch (default: %(default)s)")
+    p.add_argument("--annoy", action="store_true", help="also write Annoy indexes (searched with `search --index annoy`)")
     p.add_argument("--engine", default=ENGINES[0], choices=ENGINES,
                    help="run the stages here, or in Ray actors (the cluster at $RAY_ADDRESS, else a local one)")
     p.add_argument("--workers", type=int, help="threads that read and decode images ahead of the models (default: one "
@@ -389,8 +390,8 @@ def _add_search(p) -> None:
     p.add_argument("--distinct", action="store_true", help="only the best of each group of duplicates (exact or near)")
     p.add_argument("--sort", metavar="FIELD", help="order the hits by a metadata field, e.g. taken (-taken: newest "
                                                    "first; default: by relevance)")
-    p.add_argument("--index", default="auto", choices=["auto", "exact", "annoy"],
-                   help="auto: exact, or Annoy over a large collection (default: %(default)s)")
+    p.add_argument("--index", default="auto", choices=["auto", "exact", "hnsw", "annoy"],
+                   help="auto: exact, or the HNSW graphs over a large collection (default: %(default)s)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "int4"],
                    help="of the exact index's stored embeddings (default: %(default)s)")
     p.add_argument("--shard-rows", type=int, help="exact indexes in shards of N rows, merged at query time")

@@ -15,7 +15,8 @@
       tag_emb.npy          (tags, dim) embeddings of the tag prompts
       thumbs.bin           JPEG previews (<= 512 px) of all items, back to back
       thumbs.npy           (items + 1,) int64 byte offsets of each preview in thumbs.bin
-      index/*.ann          Annoy indexes (image, caption, omni)
+      index/*.hnsw         HNSW graphs (FAISS; image, caption, omni): the approximate indexes searched
+      index/*.ann          Annoy indexes of the same spaces, when built with --annoy
 
 While building, finished shards live in shards/NNNNN/ and are listed in the manifest; a shard
 becomes part of the collection only once it is completely on disk, and the collection only once
@@ -51,8 +52,8 @@ ITEM_ARRAYS = ("image_emb", "tags")  # one row per item
 CAPTION_ARRAYS = ("text_emb",)  # one row per caption
 FINGERPRINTS = pa.schema([("id", pa.string()), ("content", pa.string()), ("record", pa.string()),
                           ("size", pa.int64()), ("mtime", pa.int64()), ("phash", pa.int64())])  # mosaic.update, .dedup
-EMBEDDINGS = ("image", "text", "omni")  # searchable spaces: <name>_emb.npy, each with an Annoy index
-ANNOY_FILES = {"image": "image", "text": "caption", "omni": "omni"}
+EMBEDDINGS = ("image", "text", "omni")  # searchable spaces: <name>_emb.npy, each with approximate indexes
+INDEX_NAMES = {"image": "image", "text": "caption", "omni": "omni"}
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,11 @@ class Files:
 
     def annoy(self, space: str) -> Path:
         """The Annoy index of a searchable space (`image`, `text` or `omni`)."""
-        return self.root / "index" / f"{ANNOY_FILES[space]}.ann"
+        return self.root / "index" / f"{INDEX_NAMES[space]}.ann"
+
+    def hnsw(self, space: str) -> Path:
+        """The HNSW graph of a searchable space (`image`, `text` or `omni`)."""
+        return self.root / "index" / f"{INDEX_NAMES[space]}.hnsw"
 
     def shard(self, index: int) -> Path:
         return self.shards / f"{index:05d}"
@@ -284,7 +289,7 @@ def _damaged(manifest: Manifest, what: str) -> CollectionError:
 
 def _check_sizes(root: Path, manifest: Manifest) -> None:
     """Every file has the size it had when the build finished (cut or missing files are found
-    before anything reads them; an Annoy index read past its end would crash the process)."""
+    before anything reads them; an index read past its end would crash the process)."""
     for name, size in manifest.sizes.items():
         path = root / name
         actual = path.stat().st_size if path.exists() else None

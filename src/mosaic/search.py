@@ -7,7 +7,7 @@ the collection's human captions as queries.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +15,8 @@ from PIL import Image
 
 from . import dedup, query, strength
 from .collection import EMBEDDINGS, Collection
-from .errors import CollectionError, QueryError
-from .index import AnnoyIndex, ExactIndex, ShardedIndex
+from .errors import CollectionError, QueryError, UsageError
+from .index import AnnoyIndex, ExactIndex, HnswIndex, ShardedIndex
 from .models import DualEncoder, load_encoder, normalize
 from .sources import read_query_image
 from .util import STOPWORDS, leave_one_out, words
@@ -47,8 +47,9 @@ class Hit:
 class SearchService:
     """Queries over one collection: image->image, text->image (images, captions or both), omni.
 
-    `index` picks the candidate index: "exact", "annoy", or "auto" (exact up to `exact_limit`
-    items, Annoy above). Filtered queries always search exactly over the filtered rows.
+    `index` picks the candidate index: "exact", "hnsw", "annoy", or "auto" (exact up to
+    `exact_limit` items, the HNSW graphs above; Annoy for a collection built before them).
+    Filtered queries always search exactly over the filtered rows.
     `shard_rows` splits the exact indexes into shards of that many rows, merged at query time;
     with `ray` the shards are held by Ray actors across a cluster."""
 
@@ -62,10 +63,9 @@ class SearchService:
         if self.encoder.dim != c.image_emb.shape[1]:
             raise CollectionError(f"{c.path} holds {c.image_emb.shape[1]}-d embeddings but the model "
                                   f"{self.encoder.spec} makes {self.encoder.dim}-d ones.")
-        use_annoy = index == "annoy" or (index == "auto" and len(c) > exact_limit)
         self.exact = {name: ShardedIndex(c.files.array(f"{name}_emb"), shard_rows, precision, ray) if shard_rows
                       else ExactIndex(getattr(c, f"{name}_emb"), precision) for name in EMBEDDINGS}
-        self.annoy = {name: AnnoyIndex(c.files.annoy(name), c.image_emb.shape[1]) for name in EMBEDDINGS} if use_annoy else {}
+        self.ann = _approximate(c, index, exact_limit)
         self.tag_mean, self.tag_std = c.tags.mean(0), np.maximum(c.tags.std(0), 1e-6)
         self.tag_z = (c.tags - self.tag_mean) / self.tag_std
         self.reference = strength.reference_rows(len(c))  # the rows every query is calibrated on
@@ -123,8 +123,8 @@ class SearchService:
         rows_allowed = self.collection.filter_rows(filters)
         terms = self.terms(text) if text.strip() else []
         q = _combine(terms) if terms else None
-        if q is not None and rows_allowed is None and self.annoy:
-            cand = np.unique(self.annoy["omni"].search(q, max(n * 20, 1000))[1][0])
+        if q is not None and rows_allowed is None and self.ann:
+            cand = np.unique(self.ann["omni"].search(q, max(n * 20, 1000))[1][0])
         else:
             cand = np.arange(len(self.collection)) if rows_allowed is None else rows_allowed
         if not len(cand):
@@ -264,19 +264,19 @@ class SearchService:
         return self.encoder.encode_images([image.convert("RGB")])
 
     def _search(self, name: str, q: np.ndarray, k: int, rows_allowed: np.ndarray | None):
-        index = self.annoy.get(name) if rows_allowed is None else None
+        index = self.ann.get(name) if rows_allowed is None else None
         scores, rows = (index or self.exact[name]).search(q, k, None if index else rows_allowed)
         return scores[0], rows[0]
 
     def _candidates(self, q: np.ndarray, k: int, target: str, rows_allowed) -> np.ndarray:
-        """Items to rescore exactly: all (filtered or small collections) or Annoy's best."""
-        if rows_allowed is not None or not self.annoy:
+        """Items to rescore exactly: all (filtered or small collections) or the approximate index's best."""
+        if rows_allowed is not None or not self.ann:
             return np.arange(len(self.collection)) if rows_allowed is None else rows_allowed
         pool, found = max(k * 20, 1000), []
         if target != "image":
-            found.append(self.collection.caption_items[self.annoy["text"].search(q, pool)[1][0]])
+            found.append(self.collection.caption_items[self.ann["text"].search(q, pool)[1][0]])
         if target != "caption":
-            found.append(self.annoy["image"].search(q, pool)[1][0])
+            found.append(self.ann["image"].search(q, pool)[1][0])
         return np.unique(np.concatenate(found))
 
     def _match(self, terms: list, items: np.ndarray, target: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -390,6 +390,23 @@ def sort_hits(service: SearchService, hits: list[Hit], by: str | None) -> list[H
     order = service.collection.sorted_rows(np.array([h.row for h in hits], np.int64), by)
     by_row = {h.row: h for h in hits}
     return [by_row[int(r)] for r in order]
+
+
+def _approximate(c: Collection, index: str, exact_limit: int) -> dict:
+    """The approximate index of each space that `index` asks for: none for "exact" (or "auto" up
+    to `exact_limit` items), else HNSW graphs or Annoy indexes, whichever the collection holds."""
+    if index == "exact" or (index == "auto" and len(c) <= exact_limit):
+        return {}
+    if index == "auto":
+        index = "hnsw" if c.files.hnsw("image").exists() else "annoy"
+    kinds = {"hnsw": (c.files.hnsw, HnswIndex), "annoy": (c.files.annoy, partial(AnnoyIndex, dim=c.image_emb.shape[1]))}
+    if index not in kinds:
+        raise UsageError(f"Unknown index '{index}'. Use auto, exact, hnsw or annoy.")
+    path, kind = kinds[index]
+    if not path("image").exists():
+        raise CollectionError(f"Collection '{c.manifest.name}' has no {index} index: rebuild it"
+                              f"{' with --annoy' if index == 'annoy' else ''} (`mosaic build ... --overwrite`).")
+    return {name: kind(path(name)) for name in EMBEDDINGS}
 
 
 def _combine(terms: list) -> np.ndarray:
