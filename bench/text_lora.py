@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from training_schedules import DATA, RESULTS, WORK, subject_split, wikiart_features
 
-EPOCHS = 6
+EPOCHS = 3
 LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1, "target_modules": ["query", "value"], "layers_to_transform": [4, 5]}
 
 

@@ -19,7 +19,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 pytestmark = pytest.mark.slow
-DEV_ONLY = ("pytest", "faiss", "ray", "usearch", "torchmetrics", "nbclient", "playwright", "ruff")
+DEV_ONLY = ("pytest", "ray", "usearch", "torchmetrics", "nbclient", "playwright", "ruff")
 
 
 def requirement_lines(path: Path) -> list[Requirement]:
@@ -74,7 +74,7 @@ print(hits[0]["id"], [m for m in {dev!r} if importlib.util.find_spec(m)])
 def test_the_runtime_requirements_leave_the_dev_tools_out():
     runtime = runtime_distributions()
     assert {"torch", "gradio", "mcp", "open-clip-torch", "annoy"} <= set(runtime)
-    assert not {"pytest", "faiss-cpu", "ray", "usearch", "torchmetrics", "playwright"} & set(runtime)
+    assert not {"pytest", "ray", "usearch", "torchmetrics", "playwright"} & set(runtime)
     dev = {canonicalize_name(r.name) for r in requirement_lines(ROOT / "requirements-dev.txt")}
     assert "-r requirements.txt" in (ROOT / "requirements-dev.txt").read_text() and not dev & {
         canonicalize_name(r.name) for r in requirement_lines(ROOT / "requirements.txt")}
