@@ -653,6 +653,7 @@ def main(argv: list[str] | None = None) -> None:
     `error: <message>` and exit status 1, or with its traceback under --debug."""
     argv = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # "Loading faiss." is not news to a user
     args = parser(argv).parse_args(argv)
     try:
         args.func(args)

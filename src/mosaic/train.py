@@ -225,7 +225,7 @@ def train(collection: str | Path, out: str | Path, config: TrainConfig, resume: 
     work = out.with_suffix("")
     train_rows, test_rows = split or (split_rows(c.ids(), "train"), split_rows(c.ids(), "test"))
     custom = {"test_rows": hashlib.sha1(np.asarray(test_rows, np.int64).tobytes()).hexdigest()} if split else {}
-    zero_shot = asdict(ZeroShot())
+    zero_shot = {**asdict(ZeroShot()), "prompts": list(ZeroShot().prompts)}  # as history.json reads back
     rounds = Rounds(work, {"collection": str(Path(collection)), "items": len(c), **custom, **asdict(config),
                            "zero_shot": zero_shot}, resume)
 
