@@ -37,7 +37,7 @@ from .models import load_captioner, load_encoder, resolve_captioner, resolve_enc
 from .reading import Read, Reader, default_workers, draft_sides, read_records
 from .sources import MAX_PIXELS, fields_of, open_source, select, source_size
 from .stages import Vocabulary, concat_columns, item_columns, process_batch
-from .util import sha256, write_json
+from .util import write_json
 
 log = logging.getLogger("mosaic")
 
@@ -365,12 +365,7 @@ def _finish(out: Path, manifest: Manifest, config: BuildConfig, tag_emb: np.ndar
         if config.annoy:
             build_annoy(vectors, files.annoy(space), config.n_trees)
     captions = np.load(files.array("text_emb"), mmap_mode="r").shape[0]
-    done = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
-                  if p.is_file() and files.shards not in p.parents and p not in (files.manifest, files.lock))
-    manifest.complete = True
     manifest.counts = {"items": sum(s["items"] for s in manifest.shards), "captions": captions,
                        "skipped": len(manifest.skipped)}
-    manifest.checksums = {name: sha256(out / name) for name in done}
-    manifest.sizes = {name: (out / name).stat().st_size for name in done}
-    manifest.write(out)  # the one step that makes it complete; a kill after it leaves shards/ to the next build
+    coll.seal(out, manifest)  # a kill after it leaves shards/ to the next build
     shutil.rmtree(files.shards)

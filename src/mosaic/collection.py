@@ -187,6 +187,18 @@ def write_shard(folder: Path, items: list[dict], columns: dict, prints: list[dic
     os.replace(tmp, folder)
 
 
+def seal(root: Path, manifest: Manifest) -> None:
+    """Record the size and checksum of every file of the collection at `root` (not its shards) and
+    write the manifest as complete: the one step that makes it a collection."""
+    files = Files(root)
+    done = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                  if p.is_file() and files.shards not in p.parents and p not in (files.manifest, files.lock))
+    manifest.complete = True
+    manifest.checksums = {name: sha256(root / name) for name in done}
+    manifest.sizes = {name: (root / name).stat().st_size for name in done}
+    manifest.write(root)
+
+
 def _concat_npy(files: list[Path], out: Path) -> np.ndarray:
     """Concatenate .npy files into one, streaming through a memory map (memory stays flat)."""
     arrays = [np.load(f, mmap_mode="r") for f in files]
