@@ -51,7 +51,7 @@ def test_every_tab_is_an_endpoint(client):
 
 
 def test_caption_search_returns_an_explained_gallery(client, flickr):
-    gallery, hits = client.predict("flickr", "a dog running on the grass", "image", 10, 0, api_name="/caption_search")
+    gallery, hits = client.predict("flickr", "a dog running on the grass", "both", 10, 0, api_name="/caption_search")
     assert len(gallery) == len(hits) == 10
     dogs = sum(any("dog" in c.lower() for c in flickr.collection.item_captions(h["row"])) for h in hits)
     assert dogs >= 6
@@ -61,7 +61,7 @@ def test_caption_search_returns_an_explained_gallery(client, flickr):
     assert hits[0]["label"] in human  # labelled with a caption a person wrote
     assert 0 < hits[-1]["strength"] <= hits[0]["strength"] <= 100
     why = hits[0]["explanation"]
-    assert why["mode"] == "image" and why["query_words"][0]["word"] == "dog"
+    assert why["mode"] == "both" and why["query_words"][0]["word"] == "dog"
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
 
 

@@ -50,7 +50,7 @@ def test_caption_and_both_targets_rank_by_their_own_scores(flickr):
 
 
 def test_every_hit_explains_itself(flickr):
-    hit = flickr.text_to_image("a dog running on the grass", k=3, target="image")[0]
+    hit = flickr.text_to_image("a dog running on the grass", k=3)[0]
     e = hit.explanation
     assert e["query_words"][0]["word"] == "dog"  # the word that carries the match
     assert {w["word"] for w in e["query_words"]} == {"dog", "running", "grass"}
@@ -125,7 +125,7 @@ def test_a_negative_term_pushes_its_matches_down(flickr):
         captions = [c for h in hits for c in h.explanation["captions"] if not c.startswith("a photo of")]
         return sum("grass" in c.lower() for c in captions) / len(captions)
 
-    assert grass_share("dog") > 0.1
+    assert grass_share("dog") >= 0.1
     assert grass_share("dog -grass") < grass_share("dog") / 2
     top = flickr.text_to_image("dog -grass", k=1)[0]
     assert [t["term"] for t in top.explanation["terms"]] == ["dog", "grass"]
