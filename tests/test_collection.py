@@ -119,3 +119,19 @@ def test_a_build_started_before_fingerprints_were_kept_resumes(tmp_path, fake_en
     (tmp_path / "out" / "shards" / "00000" / "fingerprints.parquet").unlink()  # as an older version wrote it
     c = Collection.load(build(config, tmp_path / "out", progress=False))
     assert len(c) == 12 and c.duplicate_groups["exact"] == []  # the four without fingerprints are not "the same"
+
+
+def test_caption_rows_match_a_scan_of_all_captions():
+    """The per-item caption index gives what a pass over every caption does: each item's captions in
+    caption order (none for an item without one), also for repeated and unsorted items."""
+    import pyarrow as pa
+
+    owners = np.array([3, 0, 3, 5, 0, 3, 1])  # item 2 and 4 have no caption
+    c = Collection(None, None, pa.table({"id": [f"i{r}" for r in range(6)]}),
+                   pa.table({"item": owners, "text": [f"t{i}" for i in range(len(owners))]}),
+                   *[None] * 5)
+    items = np.array([5, 3, 2, 0, 3, 4, 1])
+    rows, owner = c.caption_rows(items)
+    for i, item in enumerate(items):
+        assert rows[owner == i].tolist() == np.flatnonzero(owners == item).tolist()
+    assert c.item_captions(3) == ["t0", "t2", "t5"] and c.item_captions(4) == []

@@ -432,7 +432,23 @@ class Collection:
         return Image.open(io.BytesIO(self.thumbnail_bytes(row))).convert("RGB")
 
     def item_captions(self, row: int) -> list[str]:
-        return [self.captions["text"][int(i)].as_py() for i in np.flatnonzero(self.caption_items == row)]
+        return [self.captions["text"][int(i)].as_py() for i in self.caption_rows([row])[0]]
+
+    def caption_rows(self, items) -> tuple[np.ndarray, np.ndarray]:
+        """The caption rows of `items` (item rows), in caption order for each item, and for each
+        caption the position in `items` of its item; reads only those captions' entries."""
+        order, starts = self._captions_by_item
+        items = np.asarray(items, np.int64)
+        first, counts = starts[items], starts[items + 1] - starts[items]
+        owner = np.repeat(np.arange(len(items)), counts)
+        within = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
+        return order[np.repeat(first, counts) + within], owner
+
+    @cached_property
+    def _captions_by_item(self) -> tuple[np.ndarray, np.ndarray]:
+        """Caption rows sorted by item (stably) and where each item's run starts (n + 1 offsets)."""
+        order = np.argsort(self.caption_items, kind="stable")
+        return order, np.searchsorted(self.caption_items[order], np.arange(len(self) + 1))
 
     @cached_property
     def caption_items(self) -> np.ndarray:

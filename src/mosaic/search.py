@@ -299,11 +299,10 @@ class SearchService:
         if target != "caption":
             parts["image"] = self.exact["image"].scores(q, items)[0]
         if target != "image":
-            c = self.collection
-            caption_rows = np.flatnonzero(np.isin(c.caption_items, items))
-            best = np.full(len(c), -np.inf, np.float32)
-            np.maximum.at(best, c.caption_items[caption_rows], self.exact["text"].scores(q, caption_rows)[0])
-            parts["caption"] = np.where(np.isfinite(best[items]), best[items], 0.0).astype(np.float32)
+            caption_rows, owner = self.collection.caption_rows(items)  # not a pass over all captions
+            best = np.full(len(items), -np.inf, np.float32)
+            np.maximum.at(best, owner, self.exact["text"].scores(q, caption_rows)[0])
+            parts["caption"] = np.where(np.isfinite(best), best, 0.0).astype(np.float32)
         return parts
 
     def _hits(self, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
