@@ -295,11 +295,12 @@ class SearchService:
 
     def _components(self, q: np.ndarray, items: np.ndarray, target: str) -> dict[str, np.ndarray]:
         """Exact image and best-caption similarities of `items` to the query, as `target` needs."""
-        parts = {}
+        c, parts = self.collection, {}
+        every = len(items) == len(c) and bool(np.all(np.diff(items) > 0))  # all rows in order: read, not gathered
         if target != "caption":
-            parts["image"] = self.exact["image"].scores(q, items)[0]
-        if target != "image":
-            caption_rows, owner = self.collection.caption_rows(items)  # not a pass over all captions
+            parts["image"] = self.exact["image"].scores(q, None if every else items)[0]
+        if target != "image":  # the items' captions only, found through the per-item caption index
+            caption_rows, owner = (None, c.caption_items) if every else c.caption_rows(items)
             best = np.full(len(items), -np.inf, np.float32)
             np.maximum.at(best, owner, self.exact["text"].scores(q, caption_rows)[0])
             parts["caption"] = np.where(np.isfinite(best), best, 0.0).astype(np.float32)

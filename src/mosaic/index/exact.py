@@ -7,6 +7,8 @@ host memory and is copied to the GPU one chunk at a time.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -65,8 +67,7 @@ class ExactIndex:
         self.device = device or default_device()
         self.cuda = self.device.startswith("cuda")
         codes, scale = quantize(vectors, precision)
-        # fp32 storage may be the caller's (read-only, memory-mapped) array: copied; codes are new
-        codes = torch.tensor(codes) if precision == "fp32" else torch.from_numpy(codes)
+        codes = _shared(codes)  # fp32 storage is the caller's array: a collection's file stays mapped
         self.resident = not self.cuda or codes.nbytes < torch.cuda.mem_get_info(self.device)[0] / 2
         self.codes = codes.to(self.device) if self.resident else codes
         self.scale = None if scale is None else torch.from_numpy(scale[:, 0]).to(self.device)
@@ -183,6 +184,14 @@ class ExactIndex:
             s[lo:lo + 256] = np.einsum("qcd,qd->qc", vectors, queries[lo:lo + 256])
         order = np.argsort(-s, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(s, order, 1), np.take_along_axis(ids, order, 1)
+
+
+def _shared(a: np.ndarray) -> torch.Tensor:
+    """A tensor over `a`'s memory, not a copy. A read-only memory map stays a read-only memory map:
+    nothing here writes to storage, so torch's warning about writes to it does not apply."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(a))
 
 
 def _topk(s: torch.Tensor, k: int, block: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
