@@ -12,7 +12,8 @@ on: the in-domain test split, the dog subject split, scikit-image's 17 photos wi
 descriptions, and the 30 WikiArt paintings with their titles. The out-of-domain score is the mean
 of R@1 and R@10 in both directions over the three out-of-domain checks. The default is the
 schedule and tolerance with the best out-of-domain score whose in-domain t2i R@10 is within 2
-points of the best in-domain t2i R@10.
+points of the best in-domain t2i R@10. Then the default schedule is trained again with other seeds
+(`SEEDS`, on both splits), to show how much of a difference between rows a seed alone makes.
 
     python bench/training_schedules.py   -> bench/results/training_schedules.{json,md}
                                             (checkpoints: artifacts/flickr8k-experiment/schedules/)
@@ -34,6 +35,7 @@ RESULTS = ROOT / "bench" / "results"
 WORK = ROOT / "artifacts" / "flickr8k-experiment"
 SUBJECT = re.compile(r"\b(dog|dogs|puppy|puppies)\b", re.I)
 TOLERANCES = (0.0, 1.0, 2.0, 4.0)
+SEEDS = (0, 1, 2)
 
 
 def subject_split(c) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +144,24 @@ def main() -> None:
     best_in = max(r["in domain"][1] for r in rows)
     eligible = [r for r in rows if r["in domain"][1] >= best_in - 2]
     chosen = max(eligible, key=lambda r: r["out of domain"])
-    write(rows, reference, chosen, best_in)
+    seeds = [seed_row(c, seed, works if seed == config.seed else None, splits, checks) for seed in SEEDS]
+    write(rows, reference, chosen, best_in, seeds)
+
+
+def seed_row(c, seed: int, works: dict | None, splits: dict, checks: dict) -> dict:
+    """The default run trained with `seed` (`works`: its finished runs), scored as the rows are."""
+    from mosaic.train import TrainConfig
+
+    config = TrainConfig(seed=seed)
+    works = works or {key: trained(c, f"{key}-seed{seed}", config, split) for key, split in splits.items()}
+    row = {"schedule": f"seed {seed}"}
+    for key, split in splits.items():
+        result = score(c, round_heads(works[key], config.rounds), split, config.validation, config.mix_tolerance,
+                       checks, key)
+        row[f"mix {key}"] = result.pop("mix")
+        row.update(result)
+    row["out of domain"] = round(float(np.mean([v for k in ("dogs", "skimage", "WikiArt") for v in row[k]])), 2)
+    return row
 
 
 def zero_shot_row(c, checks: dict, splits: dict) -> dict:
@@ -160,7 +179,7 @@ def zero_shot_row(c, checks: dict, splits: dict) -> dict:
     return row
 
 
-def write(rows: list[dict], reference: dict, chosen: dict, best_in: float) -> None:
+def write(rows: list[dict], reference: dict, chosen: dict, best_in: float, seeds: list[dict]) -> None:
     head = ("| schedule | mix tolerance | mix (fixed / dogs split) | in domain t2i R@1 / R@10 | i2t R@1 / R@10 "
             "| dogs held out t2i R@1 / R@10 | i2t R@1 / R@10 | skimage t2i | i2t | WikiArt t2i | i2t | out-of-domain score |")
     lines = [head, "|---|" + "---|" * 11]
@@ -176,12 +195,22 @@ def write(rows: list[dict], reference: dict, chosen: dict, best_in: float) -> No
     summary = (f"Chosen (bold): {chosen['schedule']}, mix tolerance {chosen['tolerance']}: out-of-domain score "
                f"{chosen['out of domain']:.2f} (zero-shot {reference['out of domain']:.2f}), in-domain t2i R@10 "
                f"{chosen['in domain'][1]:.1f} (best {best_in:.1f}).")
+    lines += ["", "The default schedule by seed:", "", *lines[:2]]
+    for r in seeds:
+        lines.append(f"| {r['schedule']} | | {r['mix fixed']} / {r['mix dogs']} | {pairs(r['in domain'])} | "
+                     f"{pairs(r['dogs'])} | {pairs(r['skimage'])} | {pairs(r['WikiArt'])} | {r['out of domain']:.2f} |")
+    spread = {k: (np.mean([r[k] for r in seeds], 0), np.std([r[k] for r in seeds], 0))
+              for k in ("in domain", "dogs", "skimage", "WikiArt", "out of domain")}
+    lines.append("| mean ± sd | | | " + " | ".join(
+        " | ".join(f"{m[i]:.1f} ± {sd[i]:.1f} / {m[i + 1]:.1f} ± {sd[i + 1]:.1f}" for i in (0, 2))
+        for m, sd in (spread[k] for k in ("in domain", "dogs", "skimage", "WikiArt")))
+        + f" | {spread['out of domain'][0]:.2f} ± {spread['out of domain'][1]:.2f} |")
     table = "\n".join(lines) + "\n\n" + summary
     print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "training_schedules.md").write_text("Recalls in %. " + __doc__.split("\n\n")[1] + "\n\n" + table + "\n")
     (RESULTS / "training_schedules.json").write_text(json.dumps({"rows": rows, "zero_shot": reference,
-                                                                 "chosen": chosen}, indent=2) + "\n")
+                                                                 "chosen": chosen, "seeds": seeds}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
