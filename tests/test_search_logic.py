@@ -191,3 +191,14 @@ def test_annoy_is_an_option_of_the_build(tiny, tmp_path):
                                                            for e in ("ann", "hnsw")}
     assert {"index/image.ann", "index/image.hnsw"} <= set(annoy.collection.manifest.checksums)
     assert [h.id for h in annoy.text_to_image("red boat", k=5)] == [h.id for h in tiny.text_to_image("red boat", k=5)]
+
+
+def test_scoring_every_item_in_place_gives_what_scoring_a_subset_does(tiny):
+    """All items in order are scored by reading the arrays in place, any other list by gathering
+    its rows: each item gets the same image and best-caption scores either way."""
+    q = tiny.text_query("red boat")
+    rows = np.arange(len(tiny.collection))
+    every, backwards = tiny._components(q, rows, "both"), tiny._components(q, rows[::-1], "both")
+    assert set(every) == {"image", "caption"} and np.ptp(every["caption"]) > 0
+    for name, scores in every.items():
+        np.testing.assert_allclose(scores, backwards[name][::-1], rtol=1e-6)

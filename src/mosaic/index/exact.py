@@ -123,7 +123,7 @@ class ExactIndex:
         """(scores before the query scale, first position) for successive chunks of the rows
         searched, and the query scales; positions index `rows` (or the collection)."""
         q, q_scale = self._query(queries)
-        selected = None if rows is None else torch.as_tensor(rows, device=self.codes.device)
+        selected = None if rows is None else torch.as_tensor(np.ascontiguousarray(rows), device=self.codes.device)
         n = len(self) if rows is None else len(rows)
         if self.cuda:
             step = self.chunk
