@@ -135,6 +135,25 @@ def test_hnsw_finds_what_exact_finds_with_exact_scores(tmp_path):
         index.search(queries, 10, rows=np.arange(5))
 
 
+def test_hnsw_search_is_tuned_to_the_data_when_built(tmp_path):
+    """efSearch is chosen per graph, for recall@10 >= 0.95 on vectors held back while it is built,
+    and kept in its file: scattered vectors (random directions in 64-d) need a wider search than
+    clustered ones, and get one; queries from outside either graph find what exact search finds."""
+    rng = np.random.default_rng(3)
+    scattered = rng.normal(size=(3200, 64)).astype(np.float32)
+    sets = {"clustered": embedding_like(3200, seed=2), "scattered": scattered / np.linalg.norm(scattered, axis=1, keepdims=True)}
+    width = {}
+    for name, vectors in sets.items():
+        base, queries = vectors[:3000], vectors[3000:]
+        build_hnsw(base, tmp_path / f"{name}.hnsw")
+        index = HnswIndex(tmp_path / f"{name}.hnsw")
+        _, ids = index.search(queries, 10)
+        _, ref = ExactIndex(base, device="cpu").search(queries, 10)
+        assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, ref)]) >= 0.93, name
+        width[name] = index.expansion_search
+    assert width["scattered"] > width["clustered"], width
+
+
 def test_hnsw_is_built_the_same_every_time(tmp_path):
     vectors = embedding_like(2000, seed=1)
     for name in ("a", "b"):

@@ -1,4 +1,10 @@
-"""Approximate search with an HNSW graph (FAISS `IndexHNSWFlat`): built once, memory-mapped from disk."""
+"""Approximate search with an HNSW graph (FAISS `IndexHNSWFlat`): built once, memory-mapped from disk.
+
+How widely a search explores (efSearch) is chosen when the graph is built, for that graph: a
+sample of SAMPLE vectors is held back while the others are added, and serves as queries from
+outside the graph; the smallest of EXPANSIONS whose recall@10 against exact search reaches
+TARGET_RECALL is stored in the file, then the sample is added. Bigger or less clustered
+collections get a wider search. Rows keep their ids through an id map."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,21 +12,31 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-CONNECTIVITY = 16  # M: edges per node
+from .exact import ExactIndex
+
+CONNECTIVITY = 16  # M: edges per node (bench/ann.py)
 EXPANSION_ADD = 200  # efConstruction
-EXPANSION_SEARCH = 32  # efSearch (bench/ann.py: recall@10 >= 0.95 on both sets); a search of k > 32 explores k
+EXPANSIONS = (24, 32, 48, 64, 96, 128, 192, 256, 384, 512)  # efSearch tried, smallest first
+UNTUNED = 32  # efSearch of a graph written before it was tuned (its file holds faiss's default, 16)
+TARGET_RECALL = 0.95
+SAMPLE = 500  # held-back vectors that tune efSearch
 
 
 def build_hnsw(vectors: np.ndarray, path: Path, connectivity: int = CONNECTIVITY) -> None:
-    """Build an inner-product HNSW graph over `vectors` (unit rows) and save it to `path` (atomically).
-    On one thread: the same graph, hence the same results, every build."""
-    index = faiss.IndexHNSWFlat(vectors.shape[1], connectivity, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = EXPANSION_ADD
+    """Build an inner-product HNSW graph over `vectors` (unit rows), with its efSearch tuned, and
+    save it to `path` (atomically). On one thread: the same graph every build."""
+    graph = faiss.IndexHNSWFlat(vectors.shape[1], connectivity, faiss.METRIC_INNER_PRODUCT)
+    graph.hnsw.efConstruction = EXPANSION_ADD
+    index = faiss.IndexIDMap(graph)
+    n = len(vectors)
+    held = np.sort(np.random.default_rng(0).choice(n, min(SAMPLE, n // 10), replace=False))
+    rest = np.setdiff1d(np.arange(n), held)
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
-        for lo in range(0, len(vectors), 65536):  # memory holds the graph and one block of a memory-mapped input
-            index.add(np.ascontiguousarray(vectors[lo:lo + 65536], np.float32))
+        _add(index, vectors, rest)
+        graph.hnsw.efSearch = tuned_expansion(index, vectors, held, rest)
+        _add(index, vectors, held)
     finally:
         faiss.omp_set_num_threads(threads)
     tmp = path.with_suffix(".tmp")
@@ -28,12 +44,35 @@ def build_hnsw(vectors: np.ndarray, path: Path, connectivity: int = CONNECTIVITY
     tmp.replace(path)
 
 
+def _add(index, vectors: np.ndarray, rows: np.ndarray) -> None:
+    for lo in range(0, len(rows), 65536):  # memory holds the graph and one block of a memory-mapped input
+        block = rows[lo:lo + 65536]
+        index.add_with_ids(np.ascontiguousarray(vectors[block], np.float32), block.astype(np.int64))
+
+
+def tuned_expansion(index, vectors: np.ndarray, queries: np.ndarray, rows: np.ndarray, k: int = 10) -> int:
+    """The smallest efSearch of EXPANSIONS whose recall@k, for the vectors `queries` against the
+    graph of the vectors `rows`, reaches TARGET_RECALL (the first when there are too few to tell)."""
+    if len(queries) < 10 or len(rows) <= k:
+        return EXPANSIONS[0]
+    q = np.ascontiguousarray(vectors[queries], np.float32)
+    truth = ExactIndex(vectors, device="cpu").search(q, k, rows)[1]
+    for ef in EXPANSIONS:
+        found = index.search(q, k, params=faiss.SearchParametersHNSW(efSearch=ef))[1]
+        if np.mean([len(set(a) & set(b)) / k for a, b in zip(found, truth)]) >= TARGET_RECALL:
+            return ef
+    return EXPANSIONS[-1]
+
+
 class HnswIndex:
     """HNSW search returning cosine scores (inner products of unit vectors)."""
 
-    def __init__(self, path: Path, expansion_search: int = EXPANSION_SEARCH):
+    def __init__(self, path: Path):
         self.index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)  # memory-mapped
-        self.expansion_search = expansion_search
+        graph = faiss.downcast_index(self.index.index) if isinstance(self.index, faiss.IndexIDMap) else self.index
+        stored = graph.hnsw.efSearch
+        self.expansion_search = stored if stored in EXPANSIONS else UNTUNED
+        self.params = faiss.SearchParametersHNSW(efSearch=self.expansion_search)  # made once: a single query is ~0.1 ms
 
     def __len__(self) -> int:
         return self.index.ntotal
@@ -45,7 +84,9 @@ class HnswIndex:
         k = min(k, len(self))
         if not len(queries) or not k:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        params = faiss.SearchParametersHNSW(efSearch=max(self.expansion_search, k))
+        params = self.params if k <= self.expansion_search else faiss.SearchParametersHNSW(efSearch=k)
         scores, ids = self.index.search(queries, k, params=params)
-        n = int((ids >= 0).sum(1).min())  # a query that found fewer than k has -1 past them
-        return scores[:, :n], ids[:, :n].astype(np.int64)
+        if (ids[:, -1] < 0).any():  # a query that found fewer than k has -1 past them
+            n = int((ids >= 0).sum(1).min())
+            scores, ids = scores[:, :n], ids[:, :n]
+        return scores, ids
