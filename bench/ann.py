@@ -8,7 +8,7 @@ as recall@10 vs queries/s curves, with build time and memory, on two sets of vec
 
 Both sets' statistics (nearest-neighbour cosines, random-pair cosine, components for 90% of the
 variance) are printed side by side. Methods: Annoy, 50 trees, search_k swept; FAISS HNSW, M 16 and
-32, efConstruction 200, efSearch swept; Mosaic's own graph as a build writes it (M 16, one thread,
+32, efConstruction 200, efSearch swept; Mosaic's own graph as a build writes it (M 32, one thread,
 efSearch tuned on vectors held back while it is built, see mosaic/index/hnsw_index.py), one point; usearch f32 and i8 (M 16),
 expansion_add 200, expansion_search swept; exact fp32 as the baseline. Graphs are built on all threads, Annoy on
 one (as Mosaic builds it: the same trees every build); every query runs alone on one thread; the

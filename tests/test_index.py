@@ -1,3 +1,4 @@
+import faiss
 import numpy as np
 import pytest
 import torch
@@ -152,6 +153,10 @@ def test_hnsw_search_is_tuned_to_the_data_when_built(tmp_path):
         assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, ref)]) >= 0.93, name
         width[name] = index.expansion_search
     assert width["scattered"] > width["clustered"], width
+    bare = faiss.IndexHNSWFlat(64, 16, faiss.METRIC_INNER_PRODUCT)  # as graphs were written before tuning
+    bare.add(sets["clustered"][:3000])
+    faiss.write_index(bare, str(tmp_path / "bare.hnsw"))
+    assert HnswIndex(tmp_path / "bare.hnsw").expansion_search == 32
 
 
 def test_hnsw_is_built_the_same_every_time(tmp_path):
