@@ -91,7 +91,7 @@ class HnswIndex:
         params = self.params if k <= self.expansion_search else faiss.SearchParametersHNSW(efSearch=k)
         scores, ids = self.index.search(queries, k, params=params)
         if min(ids[:, -1].tolist()) < 0:  # a query that found fewer than k has -1 past them (no numpy
-            # reduction here: right after FAISS's vector code one costs ~10 us, a tenth of a query)
+            # reduction here: right after FAISS's vector code one costs ~10 us)
             n = int((ids >= 0).sum(1).min())
             scores, ids = scores[:, :n], ids[:, :n]
         return scores, ids
