@@ -10,7 +10,8 @@ perfect scaling (images/s over workers x the one-worker images/s), with the core
 (its CPU seconds over its wall seconds: on a machine busy with other work, the scheduler's share
 caps it, and the ratio with it) and its images per CPU second; then, with the real offline
 model on the large photos, the cosine of each image's embedding with draft vs full decoding and
-the caption -> image recall@5 of both. Writes JSON.
+the caption -> image recall@5 of both; and the build's reader alone on the small photos, in one
+thread, in threads and in processes (each read sent back pickled). Writes JSON.
 
     python bench/feeding.py [--limit 1000] [--large 300] [--workers 1 2 4] [--json bench/results/feeding.json]
 """
@@ -30,7 +31,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from mosaic import models  # noqa: E402
 from mosaic.build import BuildConfig, build  # noqa: E402
 from mosaic.reading import cores  # noqa: E402
-from mosaic.sources import captions_csv, load_image  # noqa: E402
+from mosaic.sources import MAX_PIXELS, captions_csv, load_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MOSAIC_DATA", ROOT.parent / "shared" / "data"))
@@ -88,6 +89,33 @@ def feeding(sets: dict, workers: list[int], rounds: int, tmp: Path) -> dict:
     return best
 
 
+def reading_alone(folder: Path, limit: int, workers: int, rounds: int) -> dict:
+    """Images/s of the build's reader alone (read, hash, decode, dHash, preview; as for the offline
+    model) over the small photos: in this thread, in `workers` threads, and in `workers` forked
+    processes that send each read back pickled (what reader processes would cost). Best of
+    `rounds`."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    from mosaic.reading import Reader
+
+    records, reader = list(captions_csv(folder))[:limit], Reader(MAX_PIXELS, (224, 512))
+    pools = {"threads": lambda: ThreadPoolExecutor(workers),
+             "processes": lambda: ProcessPoolExecutor(workers, multiprocessing.get_context("fork"))}
+    best = {}
+    for _ in range(rounds):
+        start = time.perf_counter()
+        list(map(reader, records))
+        best["one thread"] = max(best.get("one thread", 0), limit / (time.perf_counter() - start))
+        for kind, pool in pools.items():
+            with pool() as p:
+                start = time.perf_counter()
+                list(p.map(reader, records, chunksize=16))
+                best[kind] = max(best.get(kind, 0), limit / (time.perf_counter() - start))
+    return {kind: round(rate, 1) for kind, rate in best.items()} | {
+        f"{kind}_vs_linear": round(best[kind] / (workers * best["one thread"]), 3) for kind in pools}
+
+
 def recall_at_5(image_emb: np.ndarray, text_emb: np.ndarray, owner: np.ndarray) -> float:
     top = np.argsort(-(text_emb @ image_emb.T), axis=1)[:, :5]
     return float(np.mean([o in row for o, row in zip(owner, top)]))
@@ -143,6 +171,8 @@ def main():
                 "large, full decode": (large, args.large, "none-None")}
         rows = report(feeding(sets, workers, args.rounds, Path(tmp)), workers, n_cores)
         effect = draft_effect(large, args.large)
+    alone = reading_alone(flickr, args.limit, min(2, n_cores), args.rounds)
+    print(f"the reader alone on the Flickr8k photos, {min(2, n_cores)} workers: {alone}")
     rate = {(r["images"], r["workers"]): r["images_per_s"] for r in rows}
     draft_gain = {w: round(rate["large, draft", w] / rate["large, full decode", w], 2) for w in workers}
     print(f"draft decoding of the large photos: {draft_gain} x the images/s of full decoding, by workers")
@@ -150,7 +180,7 @@ def main():
           f"{effect['cosine_mean']:.4f} (min {effect['cosine_min']:.4f}); caption->image recall@5 "
           f"{effect['recall_at_5_draft']:.4f} vs {effect['recall_at_5_full']:.4f}")
     result = {"rounds": args.rounds, "large_side": LARGE_SIDE, "results": rows, "draft_speedup": draft_gain,
-              "draft_effect": effect, "cpu": platform.processor() or platform.machine(), "cores": n_cores}
+              "draft_effect": effect, "reading_alone": alone, "cpu": platform.processor() or platform.machine(), "cores": n_cores}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
 

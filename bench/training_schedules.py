@@ -13,7 +13,8 @@ descriptions, and the 30 WikiArt paintings with their titles. The out-of-domain 
 of R@1 and R@10 in both directions over the three out-of-domain checks. The default is the
 schedule and tolerance with the best out-of-domain score whose in-domain t2i R@10 is within 2
 points of the best in-domain t2i R@10. Then the default schedule is trained again with other seeds
-(`SEEDS`, on both splits), to show how much of a difference between rows a seed alone makes.
+(`SEEDS`, on both splits), to show how much of a difference between rows a seed alone makes, and
+the seeds' runs are scored together as one ensemble (their trained scores averaged).
 
     python bench/training_schedules.py   -> bench/results/training_schedules.{json,md}
                                             (checkpoints: artifacts/flickr8k-experiment/schedules/)
@@ -28,6 +29,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MOSAIC_DATA", ROOT.parent / "shared" / "data"))
@@ -144,20 +146,61 @@ def main() -> None:
     best_in = max(r["in domain"][1] for r in rows)
     eligible = [r for r in rows if r["in domain"][1] >= best_in - 2]
     chosen = max(eligible, key=lambda r: r["out of domain"])
-    seeds = [seed_row(c, seed, works if seed == config.seed else None, splits, checks) for seed in SEEDS]
-    write(rows, reference, chosen, best_in, seeds)
+    seed_works = {seed: works if seed == config.seed else {key: trained(c, f"{key}-seed{seed}", TrainConfig(seed=seed), split)
+                                                           for key, split in splits.items()} for seed in SEEDS}
+    seeds = [seed_row(c, seed, seed_works[seed], splits, checks) for seed in SEEDS]
+    ensembles = [ensemble_row(c, list(seed_works.values()), t, splits, checks) for t in TOLERANCES]
+    write(rows, reference, chosen, best_in, seeds, ensembles)
 
 
-def seed_row(c, seed: int, works: dict | None, splits: dict, checks: dict) -> dict:
+def seed_row(c, seed: int, works: dict, splits: dict, checks: dict) -> dict:
     """The default run trained with `seed` (`works`: its finished runs), scored as the rows are."""
     from mosaic.train import TrainConfig
 
     config = TrainConfig(seed=seed)
-    works = works or {key: trained(c, f"{key}-seed{seed}", config, split) for key, split in splits.items()}
     row = {"schedule": f"seed {seed}"}
     for key, split in splits.items():
         result = score(c, round_heads(works[key], config.rounds), split, config.validation, config.mix_tolerance,
                        checks, key)
+        row[f"mix {key}"] = result.pop("mix")
+        row.update(result)
+    row["out of domain"] = round(float(np.mean([v for k in ("dogs", "skimage", "WikiArt") for v in row[k]])), 2)
+    return row
+
+
+class Ensemble(torch.nn.Module):
+    """Finished runs' heads as one model: each one's trained embedding, scaled by 1/sqrt(runs), next
+    to the others (a dot product is the mean of their scores), then mixed with the zero-shot model
+    as `Heads` mixes."""
+
+    def __init__(self, members: list):
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+        self.config = {"mix": 1.0}
+
+    def _embed(self, method: str, x: torch.Tensor, zero_shot: torch.Tensor) -> torch.Tensor:
+        mix = self.config["mix"]
+        for m in self.members:
+            m.config["mix"] = 1.0
+        trained = torch.cat([getattr(m, method)(x) for m in self.members], -1) * (mix / len(self.members)) ** 0.5
+        return trained if mix >= 1 else torch.cat([trained, zero_shot * (1 - mix) ** 0.5], -1)
+
+    def embed_images(self, x: torch.Tensor) -> torch.Tensor:
+        return self._embed("embed_images", x, x[:, -self.members[0].config["text_in"]:])
+
+    def embed_texts(self, x: torch.Tensor) -> torch.Tensor:
+        return self._embed("embed_texts", x, x)
+
+
+def ensemble_row(c, works: list[dict], tolerance: float, splits: dict, checks: dict) -> dict:
+    """The seeds' default runs as one ensemble, its mix chosen on the validation images at `tolerance`."""
+    from mosaic.train import TrainConfig
+
+    config = TrainConfig()
+    row = {"schedule": f"seeds {', '.join(map(str, SEEDS))} as one ensemble", "tolerance": tolerance}
+    for key, split in splits.items():
+        heads = Ensemble([round_heads(w[key], config.rounds) for w in works]).eval()
+        result = score(c, heads, split, config.validation, tolerance, checks, key)
         row[f"mix {key}"] = result.pop("mix")
         row.update(result)
     row["out of domain"] = round(float(np.mean([v for k in ("dogs", "skimage", "WikiArt") for v in row[k]])), 2)
@@ -179,7 +222,8 @@ def zero_shot_row(c, checks: dict, splits: dict) -> dict:
     return row
 
 
-def write(rows: list[dict], reference: dict, chosen: dict, best_in: float, seeds: list[dict]) -> None:
+def write(rows: list[dict], reference: dict, chosen: dict, best_in: float, seeds: list[dict],
+          ensembles: list[dict]) -> None:
     head = ("| schedule | mix tolerance | mix (fixed / dogs split) | in domain t2i R@1 / R@10 | i2t R@1 / R@10 "
             "| dogs held out t2i R@1 / R@10 | i2t R@1 / R@10 | skimage t2i | i2t | WikiArt t2i | i2t | out-of-domain score |")
     lines = [head, "|---|" + "---|" * 11]
@@ -205,12 +249,17 @@ def write(rows: list[dict], reference: dict, chosen: dict, best_in: float, seeds
         " | ".join(f"{m[i]:.1f} ± {sd[i]:.1f} / {m[i + 1]:.1f} ± {sd[i + 1]:.1f}" for i in (0, 2))
         for m, sd in (spread[k] for k in ("in domain", "dogs", "skimage", "WikiArt")))
         + f" | {spread['out of domain'][0]:.2f} ± {spread['out of domain'][1]:.2f} |")
+    lines += ["", "The seeds' runs as one ensemble (their trained scores averaged), by mix tolerance:", "", *lines[:2]]
+    for r in ensembles:
+        lines.append(f"| {r['schedule']} | {r['tolerance']} | {r['mix fixed']} / {r['mix dogs']} | {pairs(r['in domain'])} | "
+                     f"{pairs(r['dogs'])} | {pairs(r['skimage'])} | {pairs(r['WikiArt'])} | {r['out of domain']:.2f} |")
     table = "\n".join(lines) + "\n\n" + summary
     print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "training_schedules.md").write_text("Recalls in %. " + __doc__.split("\n\n")[1] + "\n\n" + table + "\n")
     (RESULTS / "training_schedules.json").write_text(json.dumps({"rows": rows, "zero_shot": reference,
-                                                                 "chosen": chosen, "seeds": seeds}, indent=2) + "\n")
+                                                                 "chosen": chosen, "seeds": seeds,
+                                                                 "ensembles": ensembles}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
