@@ -62,7 +62,6 @@ def wikiart_features() -> dict:
 
 def cells(heads, data: dict, rows=None) -> list[float]:
     """t2i R@1, R@10, i2t R@1, R@10 of the heads (at their mix) on a check."""
-    import torch
 
     from mosaic.train import evaluate_heads
 
@@ -87,7 +86,6 @@ def trained(c, slug: str, config, split) -> Path:
 
 def round_heads(work: Path, r: int):
     """The heads as they were after round `r` of a run."""
-    import torch
 
     from mosaic.models.lite import Heads
 
@@ -101,7 +99,6 @@ def round_heads(work: Path, r: int):
 def score(c, heads, split, validation: float, tolerance: float, checks: dict, key: str) -> dict:
     """The heads at the mix `tolerance` chooses on their validation images, on the checks of the
     split `key`."""
-    import torch
 
     from mosaic.train import choose_mix, validation_rows
 
