@@ -133,34 +133,37 @@ def main() -> None:
         for tolerance in TOLERANCES:
             row = {"schedule": f"{r + 1} rounds ({r} with hard negatives)" if r else "1 round (no mining)", "rounds": r,
                    "tolerance": tolerance}
-            for key, split in splits.items():
-                result = score(c, heads[key], split, config.validation, tolerance, checks, key)
-                row[f"mix {key}"] = result.pop("mix")
-                row.update(result)
-            row["out of domain"] = round(float(np.mean([v for k in ("dogs", "skimage", "WikiArt") for v in row[k]])), 2)
-            rows.append(row)
+            rows.append(scored(c, row, heads, tolerance, splits, checks))
     reference = zero_shot_row(c, checks, splits)
     best_in = max(r["in domain"][1] for r in rows)
     eligible = [r for r in rows if r["in domain"][1] >= best_in - 2]
     chosen = max(eligible, key=lambda r: r["out of domain"])
-    seed_works = {seed: works if seed == config.seed else {key: trained(c, f"{key}-seed{seed}", TrainConfig(seed=seed), split)
-                                                           for key, split in splits.items()} for seed in SEEDS}
-    seeds = [seed_row(c, seed, seed_works[seed], splits, checks) for seed in SEEDS]
-    ensembles = [ensemble_row(c, list(seed_works.values()), t, splits, checks) for t in TOLERANCES]
+    runs = [works if seed == config.seed else {key: trained(c, f"{key}-seed{seed}", TrainConfig(seed=seed), split)
+                                               for key, split in splits.items()} for seed in SEEDS]
+    last = [{key: round_heads(work, config.rounds) for key, work in run.items()} for run in runs]
+    seeds = [scored(c, {"schedule": f"seed {seed}"}, heads, config.mix_tolerance, splits, checks)
+             for seed, heads in zip(SEEDS, last)]
+    ensembles = [scored(c, {"schedule": f"seeds {', '.join(map(str, SEEDS))} as one ensemble", "tolerance": t},
+                        {key: Ensemble([heads[key] for heads in last]).eval() for key in splits}, t, splits, checks)
+                 for t in TOLERANCES]
     write(rows, reference, chosen, best_in, seeds, ensembles)
 
 
-def seed_row(c, seed: int, works: dict, splits: dict, checks: dict) -> dict:
-    """The default run trained with `seed` (`works`: its finished runs), scored as the rows are."""
+def scored(c, row: dict, heads: dict, tolerance: float, splits: dict, checks: dict) -> dict:
+    """`row` with each split's heads (`heads[key]`) scored at the mix `tolerance` chooses, and the
+    out-of-domain score."""
     from mosaic.train import TrainConfig
 
-    config = TrainConfig(seed=seed)
-    row = {"schedule": f"seed {seed}"}
     for key, split in splits.items():
-        result = score(c, round_heads(works[key], config.rounds), split, config.validation, config.mix_tolerance,
-                       checks, key)
+        result = score(c, heads[key], split, TrainConfig().validation, tolerance, checks, key)
         row[f"mix {key}"] = result.pop("mix")
         row.update(result)
+    return out_of_domain(row)
+
+
+def out_of_domain(row: dict) -> dict:
+    """`row` with its out-of-domain score: the mean of R@1 and R@10, both directions, over the
+    dog subject split, skimage and WikiArt."""
     row["out of domain"] = round(float(np.mean([v for k in ("dogs", "skimage", "WikiArt") for v in row[k]])), 2)
     return row
 
@@ -173,12 +176,12 @@ class Ensemble(torch.nn.Module):
     def __init__(self, members: list):
         super().__init__()
         self.members = torch.nn.ModuleList(members)
+        for m in members:  # their trained embeddings alone (scoring a run leaves its chosen mix set)
+            m.config["mix"] = 1.0
         self.config = {"mix": 1.0}
 
     def _embed(self, method: str, x: torch.Tensor, zero_shot: torch.Tensor) -> torch.Tensor:
         mix = self.config["mix"]
-        for m in self.members:
-            m.config["mix"] = 1.0
         trained = torch.cat([getattr(m, method)(x) for m in self.members], -1) * (mix / len(self.members)) ** 0.5
         return trained if mix >= 1 else torch.cat([trained, zero_shot * (1 - mix) ** 0.5], -1)
 
@@ -187,21 +190,6 @@ class Ensemble(torch.nn.Module):
 
     def embed_texts(self, x: torch.Tensor) -> torch.Tensor:
         return self._embed("embed_texts", x, x)
-
-
-def ensemble_row(c, works: list[dict], tolerance: float, splits: dict, checks: dict) -> dict:
-    """The seeds' default runs as one ensemble, its mix chosen on the validation images at `tolerance`."""
-    from mosaic.train import TrainConfig
-
-    config = TrainConfig()
-    row = {"schedule": f"seeds {', '.join(map(str, SEEDS))} as one ensemble", "tolerance": tolerance}
-    for key, split in splits.items():
-        heads = Ensemble([round_heads(w[key], config.rounds) for w in works]).eval()
-        result = score(c, heads, split, config.validation, tolerance, checks, key)
-        row[f"mix {key}"] = result.pop("mix")
-        row.update(result)
-    row["out of domain"] = round(float(np.mean([v for k in ("dogs", "skimage", "WikiArt") for v in row[k]])), 2)
-    return row
 
 
 def zero_shot_row(c, checks: dict, splits: dict) -> dict:
@@ -215,8 +203,7 @@ def zero_shot_row(c, checks: dict, splits: dict) -> dict:
     row = {"schedule": "zero-shot `lite`", "in domain": cells(heads, feats, splits["fixed"][1]),
            "dogs": cells(heads, feats, splits["dogs"][1]), "skimage": cells(heads, checks["skimage"]),
            "WikiArt": cells(heads, checks["WikiArt"])}
-    row["out of domain"] = round(float(np.mean([v for k in ("dogs", "skimage", "WikiArt") for v in row[k]])), 2)
-    return row
+    return out_of_domain(row)
 
 
 def write(rows: list[dict], reference: dict, chosen: dict, best_in: float, seeds: list[dict],

@@ -90,8 +90,9 @@ class HnswIndex:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         params = self.params if k <= self.expansion_search else faiss.SearchParametersHNSW(efSearch=k)
         scores, ids = self.index.search(queries, k, params=params)
-        if min(ids[:, -1].tolist()) < 0:  # a query that found fewer than k has -1 past them (no numpy
-            # reduction here: right after FAISS's vector code one costs ~10 us)
+        # a query that found fewer than k has -1 past them (checked without a numpy reduction:
+        # right after FAISS's vector code one costs ~10 us)
+        if min(ids[:, -1].tolist()) < 0:
             n = int((ids >= 0).sum(1).min())
             scores, ids = scores[:, :n], ids[:, :n]
         return scores, ids
