@@ -11,8 +11,8 @@ perfect scaling (images/s over workers x the one-worker images/s), with the core
 caps it, and the ratio with it) and its images per CPU second; then, with the real offline
 model on the large photos, the cosine of each image's embedding with draft vs full decoding and
 the caption -> image recall@5 of both; and the build's reader alone on the small photos, in one
-thread, in threads and in processes (each read sent back pickled, or with its pixels kept in the
-worker). Writes JSON.
+thread, in threads and in processes (each read sent back pickled, or its pixels dropped in the
+worker instead). Writes JSON.
 
     python bench/feeding.py [--limit 1000] [--large 300] [--workers 1 2 4] [--json bench/results/feeding.json]
 """
@@ -37,6 +37,7 @@ from mosaic.sources import MAX_PIXELS, captions_csv, load_image  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MOSAIC_DATA", ROOT.parent / "shared" / "data"))
 LARGE_SIDE = 2000
+READER = Reader(MAX_PIXELS, (224, 512))  # the build's reader for the offline model
 
 
 class NoModel(models.DualEncoder):
@@ -92,36 +93,33 @@ def feeding(sets: dict, workers: list[int], rounds: int, tmp: Path) -> dict:
 
 def reading_alone(folder: Path, limit: int, workers: int, rounds: int) -> dict:
     """Images/s of the build's reader alone (read, hash, decode, dHash, preview; as for the offline
-    model) over the small photos: in this thread, in `workers` threads, in `workers` forked
-    processes that send each read back pickled (what reader processes would cost), and in
-    processes that keep the decoded pixels (the workers' own ceiling, without sending pixels).
-    Reads are dropped as they come, and the pools started before the clock; best of `rounds`."""
+    model) over the small photos, and its ratio to perfect scaling: in this thread, in `workers`
+    threads, in `workers` forked processes that send each read back pickled (what reader processes
+    would cost), and in processes that drop the decoded pixels instead of sending them (the
+    workers' own ceiling). Reads are dropped as they come, the pools started before the clock
+    (the processes forked first, before any thread), the order rotated by round; best of `rounds`."""
     import multiprocessing
     from collections import deque
     from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
     records = list(captions_csv(folder))[:limit]
-    fork = multiprocessing.get_context("fork")
-    threads, processes = ThreadPoolExecutor(workers), ProcessPoolExecutor(workers, fork)
-    runs = {"one thread": lambda: map(READER, records),
-            "threads": lambda: threads.map(READER, records),
-            "processes": lambda: processes.map(READER, records, chunksize=16),
-            "processes, pixels kept": lambda: processes.map(_read_without_pixels, records, chunksize=16)}
-    best = {}
-    with threads, processes:
+    processes = ProcessPoolExecutor(workers, multiprocessing.get_context("fork"))
+    threads = ThreadPoolExecutor(workers)
+    runs = {"processes": lambda: processes.map(READER, records, chunksize=16),
+            "processes, pixels not sent back": lambda: processes.map(_read_without_pixels, records, chunksize=16),
+            "one thread": lambda: map(READER, records),
+            "threads": lambda: threads.map(READER, records)}
+    kinds, best = list(runs), {}
+    with processes, threads:
         for run in runs.values():  # warm-up: workers started, files in the page cache
             deque(run(), maxlen=0)
-        for _ in range(rounds):
-            for kind, run in runs.items():
+        for i in range(rounds):
+            for kind in kinds[i % len(kinds):] + kinds[:i % len(kinds)]:
                 start = time.perf_counter()
-                deque(run(), maxlen=0)  # each read dropped as it comes, as a build does
+                deque(runs[kind](), maxlen=0)
                 best[kind] = max(best.get(kind, 0), len(records) / (time.perf_counter() - start))
-    return {kind: round(rate, 1) for kind, rate in best.items()} | {
-        f"{kind}_vs_linear": round(rate / (workers * best["one thread"]), 3) for kind, rate in best.items()
-        if kind != "one thread"}
-
-
-READER = Reader(MAX_PIXELS, (224, 512))  # the build's reader for the offline model
+    return {"images_per_s": {kind: round(rate, 1) for kind, rate in best.items()},
+            "vs_linear": {kind: round(rate / (workers * best["one thread"]), 3) for kind, rate in best.items()}}
 
 
 def _read_without_pixels(record):

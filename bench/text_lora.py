@@ -19,7 +19,7 @@ import os
 import numpy as np
 import torch
 import torch.nn.functional as F
-from training_schedules import DATA, RESULTS, WORK, subject_split, wikiart_features
+from training_schedules import DATA, RESULTS, SUBJECTS, WORK, subject_split, wikiart_features
 
 EPOCHS = 3
 LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1, "target_modules": ["query", "value"], "layers_to_transform": [4, 5]}
@@ -133,7 +133,7 @@ def main() -> None:
     wikiart = {**wikiart_features(), "captions": [a["title"] for a in art]}
     for small in (skimage, wikiart):
         small["owner"] = small["rows"] = np.arange(len(small["images"]))
-    splits = {"fixed": (split_rows(c.ids(), "train"), split_rows(c.ids(), "test")), "dogs": subject_split(c)}
+    splits = {"fixed": (split_rows(c.ids(), "train"), split_rows(c.ids(), "test")), "dogs": subject_split(c, SUBJECTS["dogs"])}
     results = {}
     for lora in (False, True):
         name = "LoRA on MiniLM" if lora else "frozen MiniLM"

@@ -7,8 +7,9 @@ frozen-tower features; a schedule of fewer rounds is the run's earlier round (th
 data order give the same heads):
 - on the fixed split (800 train images; test: the 200 held-out images, in domain);
 - on two subject splits, where training never sees the test subjects: the 258 images whose
-  captions mention a dog; and the 316 images whose captions mention snow or skiing, bicycles,
-  climbing or mountains, cars, horses or ball games (a gallery of other subjects, out of domain).
+  captions mention a dog; and the 316 images whose captions mention snow, rocks, mountains or
+  cliffs, climbing, bicycles, cars, horses or balls (a varied gallery of other subjects; 62 of
+  them also show a dog).
 The heads after each round are scored with the mix chosen on its validation images at several
 tolerances, on: the in-domain test split, the two subject splits, scikit-image's 17 photos with
 their descriptions, and the 30 WikiArt paintings with their titles; every figure is the mean over
@@ -133,6 +134,7 @@ def main() -> None:
     splits = {"fixed": (split_rows(c.ids(), "train"), split_rows(c.ids(), "test")),
               **{key: subject_split(c, subject) for key, subject in SUBJECTS.items()}}
     config = TrainConfig()
+    assert config.seed == SEEDS[0], "the default run is the first seed's"
     runs = [{"fixed": WORK / "models" / "flickr8k",
              **{key: trained(c, f"{key}-held-out", config, splits[key]) for key in SUBJECTS}}]
     runs += [{key: trained(c, f"{key}-seed{seed}", TrainConfig(seed=seed), split) for key, split in splits.items()}
@@ -167,13 +169,14 @@ def seeds_mean(per_seed: list[dict], row: dict) -> dict:
 def choose(rows: list[dict]) -> tuple[dict, float]:
     """(the default schedule, the best in-domain t2i R@10): of the schedules within 2 points of
     the best in-domain t2i R@10, those within a standard error of the best out-of-domain score
-    tie, and the one whose chosen mixes keep the most of the zero-shot model wins (the rule that
-    chooses the mix, one level up), then the one with fewer rounds."""
+    tie, and the one whose checkpoint (the fixed split's run) keeps the most of the zero-shot model
+    wins (the lowest mix: the rule that chooses the mix, one level up), then the one with fewer
+    rounds."""
     best_in = max(r["in domain"][1] for r in rows)
     eligible = [r for r in rows if r["in domain"][1] >= best_in - 2]
     top = max(eligible, key=lambda r: r["out of domain"])
     ties = [r for r in eligible if r["out of domain"] >= top["out of domain"] - top["out of domain se"]]
-    return min(ties, key=lambda r: (np.mean([r[f"mix {key}"] for key in ("fixed", *SUBJECTS)]), r["rounds"])), best_in
+    return min(ties, key=lambda r: (r["mix fixed"], r["rounds"])), best_in
 
 
 def scored(c, row: dict, heads: dict, tolerance: float, splits: dict, checks: dict) -> dict:
@@ -220,7 +223,7 @@ class Ensemble(torch.nn.Module):
 
 
 def zero_shot_row(c, checks: dict, splits: dict) -> dict:
-    """The zero-shot model (mix 0) on the same checks, for reference."""
+    """The zero-shot model (mix 0) on the same checks, for reference, with each split's test images."""
     from mosaic.models.lite import Heads
     from mosaic.util import load_module
 
@@ -229,7 +232,7 @@ def zero_shot_row(c, checks: dict, splits: dict) -> dict:
     feats = checks["features"]
     row = {"schedule": "zero-shot `lite`", "in domain": cells(heads, feats, splits["fixed"][1]),
            **{key: cells(heads, feats, splits[key][1]) for key in SUBJECTS}, "skimage": cells(heads, checks["skimage"]),
-           "WikiArt": cells(heads, checks["WikiArt"])}
+           "WikiArt": cells(heads, checks["WikiArt"]), "test images": {key: len(test) for key, (_, test) in splits.items()}}
     return out_of_domain(row)
 
 
@@ -239,7 +242,7 @@ def write(rows: list[dict], reference: dict, chosen: dict, best_in: float, seeds
     head = (f"| schedule | mix tolerance | mix ({' / '.join(('fixed', *SUBJECTS))} split) | in domain t2i R@1 / R@10 "
             "| i2t R@1 / R@10 | " + " | ".join(f"{name} t2i | i2t" for name in OUT_OF_DOMAIN.values())
             + " | out-of-domain score |")
-    lines = [head, "|---|" + "---|" * (2 + 2 * len(checks))]
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
 
     def line(r: dict, tolerance="") -> str:
         bold = "**" if r is chosen else ""
@@ -253,7 +256,8 @@ def write(rows: list[dict], reference: dict, chosen: dict, best_in: float, seeds
                f"{chosen['out of domain']:.2f} (zero-shot {reference['out of domain']:.2f}), in-domain t2i R@10 "
                f"{chosen['in domain'][1]:.1f} (best {best_in:.1f}).")
     lines += ["", "The default schedule by seed:", "", *lines[:2], *map(line, seeds)]
-    mean, sd = ({k: f(np.array([r[k] for r in seeds]), 0) for k in (*checks, "out of domain")} for f in (np.mean, np.std))
+    mean, sd = ({k: f(np.array([r[k] for r in seeds]), 0) for k in (*checks, "out of domain")}
+                for f in (np.mean, lambda a, axis: np.std(a, axis, ddof=1)))
     lines.append("| mean ± sd | | | " + " | ".join(
         f"{mean[k][i]:.1f} ± {sd[k][i]:.1f} / {mean[k][i + 1]:.1f} ± {sd[k][i + 1]:.1f}" for k in checks for i in (0, 2))
         + f" | {mean['out of domain']:.2f} ± {sd['out of domain']:.2f} |")
