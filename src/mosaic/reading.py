@@ -110,7 +110,7 @@ def cores() -> int:
 
 def default_workers(encoder) -> int:
     """Reading threads when none are asked for: one per core for a model on a GPU; one for a model
-    on the CPU, whose own threads already use every core (more readers slow it down)."""
+    on the CPU, whose own threads already use every core (more readers do not speed it up)."""
     return cores() if getattr(encoder, "device", "cpu") != "cpu" else 1
 
 
