@@ -256,8 +256,9 @@ def write(rows: list[dict], reference: dict, chosen: dict, best_in: float, seeds
                f"{chosen['out of domain']:.2f} (zero-shot {reference['out of domain']:.2f}), in-domain t2i R@10 "
                f"{chosen['in domain'][1]:.1f} (best {best_in:.1f}).")
     lines += ["", "The default schedule by seed:", "", *lines[:2], *map(line, seeds)]
-    mean, sd = ({k: f(np.array([r[k] for r in seeds]), 0) for k in (*checks, "out of domain")}
-                for f in (np.mean, lambda a, axis: np.std(a, axis, ddof=1)))
+    by_check = {k: np.array([r[k] for r in seeds]) for k in (*checks, "out of domain")}
+    mean = {k: v.mean(0) for k, v in by_check.items()}
+    sd = {k: v.std(0, ddof=1) for k, v in by_check.items()}
     lines.append("| mean ± sd | | | " + " | ".join(
         f"{mean[k][i]:.1f} ± {sd[k][i]:.1f} / {mean[k][i + 1]:.1f} ± {sd[k][i + 1]:.1f}" for k in checks for i in (0, 2))
         + f" | {mean['out of domain']:.2f} ± {sd['out of domain']:.2f} |")
