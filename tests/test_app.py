@@ -363,18 +363,27 @@ def test_impossible_filters_explain_themselves_and_a_switch_clears_results(serve
 
 
 @pytest.mark.browser
-def test_a_phone_sees_every_tab_and_whole_gallery_columns(server, browser, tmp_path):
+def test_a_phone_sees_every_tab_once_and_whole_gallery_columns(server, browser, tmp_path):
+    from playwright.sync_api import expect
+
     page = browser.new_page(viewport={"width": 400, "height": 900})
     page.goto(server + "?collection=flickr&q=a+dog+in+the+snow&__theme=dark")
     results(page).first.wait_for(timeout=60_000)
     page.screenshot(path=tmp_path / "phone.png", full_page=True)
-    for name in ("Search", "Image", "Omni", "Composed", "Browse", "Scenes", "Humor"):
+    names = ["Search", "Image", "Omni", "Composed", "Browse", "Humor", "Scenes"]
+    for name in names:
         assert page.get_by_role("tab", name=name).first.is_visible()  # none hidden behind a menu
     grid = page.locator(".results .grid-container").first
     boxes = [t.bounding_box() for t in results(page).all()]
     right = grid.bounding_box()["x"] + grid.bounding_box()["width"]
     assert all(b["x"] >= 0 and b["x"] + b["width"] <= min(right, 400) + 1 for b in boxes)  # no cut column
     assert grid.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+    for name in names:  # opening a tab leaves one button per tab
+        tab = page.get_by_role("tab", name=name).first
+        tab.click()
+        expect(tab).to_have_attribute("aria-selected", "true")
+        page.wait_for_timeout(300)  # its content mounts
+        assert page.get_by_role("tab").all_inner_texts() == names
 
 
 @pytest.mark.browser

@@ -67,8 +67,8 @@ def build_app(library: Library, cache_sweep: tuple[int, int] = CACHE_SWEEP) -> g
             omni_filters, omni_tags, omni = tabs.omni_tab(shared)
             composed = tabs.composed_tab(shared)
             browse = tabs.browse_tab(shared)
-            scenes = tabs.scenes_tab(shared)
             tabs.humor_tab(shared)
+            scenes = tabs.scenes_tab(shared)  # last: Gradio shows a tab after it twice once that tab is opened
         image.search_after(browse.similar.click(lambda i: (i, None, gr.Tabs(selected="image")), browse.item_id,
                                                 [image.item_id, image.upload, tab_row], api_visibility="private").then)
         image.search_after(strip.select(tabs.strip_picker(library), collection, [image.item_id, image.upload, tab_row],
