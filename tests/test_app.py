@@ -281,6 +281,17 @@ def test_search_in_headless_chromium(server, browser, tmp_path):
     assert "Query words" in why.inner_text() and "dog" in page.locator(".why .query-words").inner_text()
     assert "z-score" not in why.inner_text()
     page.screenshot(path=tmp_path / "why.png", full_page=True)
+    from playwright.sync_api import expect
+
+    note = page.locator("div.prose.result-note:visible")
+    download = page.locator("button:visible", has_text="Download results")
+    expect(note).to_contain_text("results · best match")
+    page.get_by_label("Describe the image").fill("dog " * 500)  # too long: refused
+    page.get_by_label("Describe the image").press("Enter")
+    expect(page.locator(".toast-body")).to_contain_text("keep it under", timeout=30_000)
+    expect(note.filter(has_text="results")).to_have_count(0)  # nothing left of the last search
+    expect(download).to_be_disabled()
+    assert page.locator(".why").count() == 0
     page.get_by_role("tab", name="Humor").click()
     page.get_by_label("Prompt", exact=True).fill("Senate passes the budget")
     page.get_by_label("Answers, one per line").fill("Senate eats the budget\nSenate passes the penguin")

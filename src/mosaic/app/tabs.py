@@ -119,16 +119,18 @@ def load_more(shared: Controls, search: Callable) -> Callable:
 
 def wire_search(events: list, fn: Callable, inputs: list, panel: Results, shared: Controls,
                 api_name: str | None = None, filters: gr.Dropdown | None = None) -> None:
-    """Run a search on any of `events` (the first is the API endpoint `api_name`, if given), then
-    say how it went (with the search's `filters`, if any), explain hit 1 and offer the results
+    """Run a search on any of `events` (the first is the API endpoint `api_name`, if given), the
+    last search's note, explanation and download cleared first, then say how it went (with the search's `filters`, if any), explain hit 1 and offer the results
     as a download. Inputs reach the handler unprocessed (see `handlers.read_upload`)."""
     note = dict(fn=shared.handler(handlers.result_note), outputs=panel.note, api_visibility="private",
                 inputs=[shared.collection, shared.min_score, panel.hits] + ([filters] if filters else []))
     inputs = [*inputs, shared.hide_duplicates, panel.offset]
     for i, event in enumerate(events):
         public = i == 0 and api_name is not None
-        done = event(fn, inputs, [panel.grid, panel.hits], api_name=api_name if public else None,
-                     api_visibility="public" if public else "private", preprocess=False)
+        started = event(lambda: panel.cleared()[1:], None, panel.clearable()[1:], queue=False,
+                        api_visibility="private")  # a search that fails leaves nothing of the last one
+        done = started.then(fn, inputs, [panel.grid, panel.hits], api_name=api_name if public else None,
+                            api_visibility="public" if public else "private", preprocess=False)
         done.then(**note)
         done.then(lambda h: render.why_html(h, 0), panel.hits, panel.why, api_visibility="private").then(
             after_results, panel.hits, [panel.download, panel.more], api_visibility="private")
