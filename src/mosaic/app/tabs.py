@@ -120,8 +120,9 @@ def load_more(shared: Controls, search: Callable) -> Callable:
 def wire_search(events: list, fn: Callable, inputs: list, panel: Results, shared: Controls,
                 api_name: str | None = None, filters: gr.Dropdown | None = None) -> None:
     """Run a search on any of `events` (the first is the API endpoint `api_name`, if given), the
-    last search's note, explanation and download cleared first, then say how it went (with the search's `filters`, if any), explain hit 1 and offer the results
-    as a download. Inputs reach the handler unprocessed (see `handlers.read_upload`)."""
+    last search's note, explanation and download cleared first; then say how it went (with the
+    search's `filters`, if any), explain hit 1 and offer the results as a download. Inputs reach
+    the handler unprocessed (see `handlers.read_upload`)."""
     note = dict(fn=shared.handler(handlers.result_note), outputs=panel.note, api_visibility="private",
                 inputs=[shared.collection, shared.min_score, panel.hits] + ([filters] if filters else []))
     inputs = [*inputs, shared.hide_duplicates, panel.offset]
