@@ -61,7 +61,10 @@ def test_the_landing_offers_examples_from_the_collection_a_summary_and_a_strip(l
         handlers.example_query(library, art, 99)
     _, hits = handlers.caption_search(library, art, examples[0], "both", 5, 0)
     assert hits  # every example finds something
-    assert "12 images" in handlers.summary(library[art]) and "`fake`" in handlers.summary(library[art])
+    assert "12 images" in handlers.summary(library[art]) and "searched by fake" in handlers.summary(library[art])
+    assert handlers.searched_by("lite:/srv/checkpoints/flickr8k") == (
+        "searched by the offline model, trained (approximate: image labels matched as text)")
+    assert handlers.searched_by("open_clip:ViT-B-32/laion2b_s34b_b79k") == "searched by CLIP ViT-B-32"
     assert "2 driving scenes" in handlers.summary(library[drive.collection.name])
     strip = handlers.collection_strip(library[art])
     assert len(strip) == handlers.STRIP and all(isinstance(image, Image.Image) for image, _ in strip)

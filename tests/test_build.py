@@ -150,3 +150,4 @@ def test_embedded_default_builds_offline_and_answers(tmp_path):
     assert service.collection.manifest.models == {"encoder": "lite", "captioner": "labels"}
     assert service.text_to_image("a cat with green eyes", k=1)[0].id == "chelsea"
     assert service.image_to_image("rocket", k=1)[0].id == "rocket"
+    assert list(service.collection.filter_fields()) == ["kind"]  # not "name": one per image, no filter

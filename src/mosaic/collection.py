@@ -470,13 +470,14 @@ class Collection:
         return out
 
     def filter_fields(self) -> dict[str, list]:
-        """Metadata fields usable as filters, with their values (fields with few distinct values)."""
+        """Metadata fields usable as filters, with their values (fields with few distinct values, and
+        not an identifier: a different value for every item)."""
         out, skip = {}, self.manifest.source_fields.not_filters()
         for name in self.metadata.column_names:
             if name in skip:
                 continue
             values = pc.unique(self.metadata[name].drop_null()).to_pylist()
-            if 1 <= len(values) <= max(50, len(self) // 10):
+            if 1 <= len(values) <= max(50, len(self) // 10) and not len(values) == len(self) > 1:
                 out[name] = sorted(values, key=str)
         return out
 

@@ -53,18 +53,23 @@ def label(service: SearchService, row: int, caption: str = "", metadata: dict | 
 
 
 def summary(service: SearchService) -> str:
-    """One line about a collection for the landing: its size, captions, model and scenes."""
+    """One line about a collection for the landing: its size, captions, scenes and model."""
     c = service.collection
-    encoder = c.manifest.models.get("encoder", "?")
-    offline = encoder.split(":")[0] == "lite"
-    model = (f"model `{encoder}` (offline and approximate: image labels matched as text)" if offline
-             else f"model `{encoder}`")
     parts = [f"**{render.md_text(c.name)}**: {len(c):,} images"]
     if len(c.human_captions):
         parts.append(f"{len(c.human_captions):,} captions written by people")
     if c.scenes:
         parts.append(f"{len(c.scenes)} driving scenes")
-    return " · ".join(parts + [model])
+    return " · ".join(parts + [searched_by(c.manifest.models.get("encoder", "?"))])
+
+
+def searched_by(spec: str) -> str:
+    """The summary's words for an encoder spec: the model's name, never a checkpoint's path."""
+    kind, _, name = spec.partition(":")
+    return {"lite": "searched by the offline model" + (", trained" if name else "")
+            + " (approximate: image labels matched as text)",
+            "open_clip": f"searched by CLIP {name.split('/')[0]}",
+            "hf": f"searched by CLIP {name.rsplit('/', 1)[-1]}"}.get(kind, f"searched by {kind}")
 
 
 EXAMPLES = 4

@@ -199,6 +199,11 @@ def filter_options(filters: list[str]) -> list[tuple[str, str]]:
     return [(f.replace("=", ": ", 1), f) for f in filters]
 
 
+def tag_options(tags: list[str]) -> list[tuple[str, str]]:
+    """Tags as dropdown choices that read as words ("dog", "beach (scenes)")."""
+    return [(render.tag_name(t), t) for t in tags]
+
+
 class ImageTab(NamedTuple):
     """What other tabs use of the Image tab."""
 
@@ -300,7 +305,7 @@ def omni_tab(shared: Controls) -> tuple[gr.Dropdown, list[gr.Dropdown], Results]
                 slots = []
                 for i in range(TAG_SLOTS):
                     with gr.Group():
-                        slots.append(gr.Dropdown(shared.start["tags"], value=None, label=f"Tag {i + 1}",
+                        slots.append(gr.Dropdown(tag_options(shared.start["tags"]), value=None, label=f"Tag {i + 1}",
                                                  allow_custom_value=True))
                         slots.append(gr.Slider(-2, 2, value=1, step=0.1, label=f"Weight of tag {i + 1}"))
                 go = gr.Button("Search", variant="primary", elem_id="omni-go")
@@ -495,7 +500,7 @@ def on_collection(library: Library, name: str) -> tuple:
     choices = handlers.choices(library, name)
     service = library[name]
     filters = [gr.Dropdown(choices=filter_options(choices["filters"]), value=[]) for _ in range(2)]  # Omni, Browse
-    tags = [gr.Dropdown(choices=choices["tags"], value=None) for _ in range(TAG_SLOTS)]
+    tags = [gr.Dropdown(choices=tag_options(choices["tags"]), value=None) for _ in range(TAG_SLOTS)]
     scenes = choices["scenes"]
     return (handlers.summary(service), handlers.collection_strip(service),
             gr.Dataset(samples=[[q] for q in handlers.example_queries(service)]), *filters, *tags,
