@@ -431,8 +431,12 @@ class Collection:
     def thumbnail(self, row: int) -> Image.Image:
         return Image.open(io.BytesIO(self.thumbnail_bytes(row))).convert("RGB")
 
-    def item_captions(self, row: int) -> list[str]:
-        return [self.captions["text"][int(i)].as_py() for i in self.caption_rows([row])[0]]
+    def item_captions(self, row: int, human: bool = False) -> list[str]:
+        """An item's captions, in order; with `human`, only those written by people."""
+        rows = [int(i) for i in self.caption_rows([row])[0]]
+        if human:
+            rows = [i for i in rows if self.captions["kind"][i].as_py() == "human"]
+        return [self.captions["text"][i].as_py() for i in rows]
 
     def caption_rows(self, items) -> tuple[np.ndarray, np.ndarray]:
         """The caption rows of `items` (item rows), in caption order for each item, and for each

@@ -180,12 +180,12 @@ class SearchService:
         return hits
 
     def details(self, item: str | int, n_tags: int = 5) -> dict:
-        """One item: id, generated caption, all its captions, its strongest tags, its metadata."""
+        """One item: id, generated caption, the captions people wrote, its strongest tags, its metadata."""
         row = self.row(item)
         meta = self.collection.item(row)
         top = np.argsort(-self.tag_z[row])[:n_tags]
         return {"row": row, "id": meta.pop("id"), "caption": meta.pop("caption", "") or "",
-                "captions": self.collection.item_captions(row),
+                "captions": self.collection.item_captions(row, human=True),
                 "tags": [{"tag": self.collection.tag_names[i], "z": round(float(self.tag_z[row, i]), 2)} for i in top],
                 "metadata": meta}
 
@@ -368,7 +368,8 @@ class SearchService:
                 key=lambda x: -x["contribution"])
 
     def _explain_captions(self, q: np.ndarray, hits: list[Hit]) -> None:
-        """The caption words closest to the query, the tags shared with it, and the captions."""
+        """The caption words closest to the query (of every caption the item has), the tags shared
+        with it, and the captions people wrote."""
         c = self.collection
         captions = {h.row: c.item_captions(h.row) for h in hits}
         vocab = sorted({w for caps in captions.values() for t in caps for w in words(t)} - STOPWORDS)
@@ -379,7 +380,7 @@ class SearchService:
             e["caption_words"] = [{"word": w, "similarity": round(float(wsim[w]), 3)}
                                   for w in sorted(cap_words, key=lambda w: -wsim[w])[:5]]
             e["tags"] = self._shared_tags(q, h.row)
-            e["captions"] = captions[h.row]
+            e["captions"] = c.item_captions(h.row, human=True)
 
 
 def sort_hits(service: SearchService, hits: list[Hit], by: str | None) -> list[Hit]:

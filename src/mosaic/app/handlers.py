@@ -214,7 +214,7 @@ def _exports() -> tempfile.TemporaryDirectory:
 
 
 def export_csv(hits: list[dict]) -> str:
-    """The results as a CSV file (rank, id, label, match strength, score, caption, metadata) in
+    """The results as a CSV file (rank, id, label, match strength, score, generated caption, metadata) in
     the app's results folder, where files older than EXPORT_AGE are removed first (Gradio serves
     its own copy); returns its path."""
     import csv
@@ -227,7 +227,7 @@ def export_csv(hits: list[dict]) -> str:
     path = folder / f"mosaic-results-{uuid.uuid4().hex[:8]}.csv"
     with open(path, "w", newline="", encoding="utf-8") as f:
         out = csv.writer(f)
-        out.writerow(["rank", "id", "label", "match", "score", "caption", *meta])
+        out.writerow(["rank", "id", "label", "match", "score", "generated caption", *meta])
         for i, h in enumerate(hits, 1):
             out.writerow([i, h["id"], h.get("label", ""), h.get("strength", ""), h["score"], h.get("caption", ""),
                           *(h.get("metadata", {}).get(k, "") for k in meta)])

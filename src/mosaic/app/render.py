@@ -17,6 +17,7 @@ SCORE_MODES = {
 }
 STRENGTH = ("Match strength, 0-100: 0 is what an average image of the collection scores for this query, "
             "100 is four standard deviations above it")
+GENERATED = "Generated caption (a model's guess)"
 GREEN, BLUE, PURPLE, RED = "34,197,94", "59,130,246", "168,85,247", "239,68,68"
 
 
@@ -76,7 +77,10 @@ def why_html(hits: list[dict] | None, index: int) -> str:
                    f'the reference">{"Other changes" if asked else "What changed from the reference"}</b>: '
                    + chips(changes, GREEN, "{:+.1f}") + "</p>")
     if e.get("captions"):
-        out.append("<p><b>Captions</b></p><ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in e["captions"]) + "</ul>")
+        out.append("<p><b>Captions written by people</b></p><ul>"
+                   + "".join(f"<li>{html.escape(c)}</li>" for c in e["captions"]) + "</ul>")
+    if h.get("caption"):
+        out.append(f"<p><b>{GENERATED}</b>: {html.escape(h['caption'])}</p>")
     return "".join(out) + "</div>"
 
 
@@ -138,9 +142,9 @@ def details_markdown(d: dict) -> str:
     """An item's details (SearchService.details) as Markdown: its label, id, generated caption,
     captions, the tags it stands out for, metadata."""
     text = [f"### {md_text(d.get('label') or d['id'])}", f"id: {md_text(d['id'])}",
-            f"**Generated caption**: {md_text(d['caption'] or '(none)')}"]
+            f"**{GENERATED}**: {md_text(d['caption'] or '(none)')}"]
     if d["captions"]:
-        text.append("**Captions**\n" + "\n".join(f"- {md_text(c)}" for c in d["captions"]))
+        text.append("**Captions written by people**\n" + "\n".join(f"- {md_text(c)}" for c in d["captions"]))
     standout = [md_text(tag_name(t["tag"])) for t in d["tags"] if t["z"] > 0]
     if standout:
         text.append("**Stands out for** (tags it scores above the collection's average): " + ", ".join(standout))
