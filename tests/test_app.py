@@ -118,8 +118,9 @@ def test_browse_pages_and_item_details(client, flickr):
     _, last, number, _ = client.predict("flickr", [], 99, api_name="/browse")
     assert number == 13 and len(last) == 300 - 12 * 24
     image, text, item = client.predict("flickr", page1[0]["id"], api_name="/item_details")
-    assert item["id"] == page1[0]["id"] and len(item["captions"]) == 6  # 5 human + 1 generated
-    assert item["captions"][0] in text and os.path.exists(image)
+    assert item["id"] == page1[0]["id"] and len(item["captions"]) == 5  # the human ones; the generated apart
+    assert item["captions"][0] in text and item["caption"] and item["caption"] not in item["captions"]
+    assert f"Generated caption (a model's guess)**: {item['caption']}" in text and os.path.exists(image)
 
 
 def test_scene_search_marks_the_best_frames_on_the_timeline(client):
@@ -399,6 +400,8 @@ def test_a_phone_sees_every_tab_once_and_whole_gallery_columns(server, browser, 
         expect(tab).to_have_attribute("aria-selected", "true")
         page.wait_for_timeout(300)  # its content mounts
         assert page.get_by_role("tab").all_inner_texts() == names
+    expect(page.get_by_text("This collection has no scenes")).to_be_visible()  # at the top of Scenes
+    expect(page.get_by_role("button", name="▶ Play")).to_be_hidden()  # and no player that cannot play
 
 
 @pytest.mark.browser

@@ -77,7 +77,7 @@ def build_app(library: Library, cache_sweep: tuple[int, int] = CACHE_SWEEP) -> g
         cleared = [c for p in panels for c in p.clearable()]
         reset = dict(fn=shared.handler(tabs.on_collection), inputs=collection,
                      outputs=[about, strip, search.examples, omni_filters, browse.filters, *omni_tags, scenes.scene,
-                              scenes.go, browse.page], api_visibility="private")
+                              scenes.player, scenes.empty, browse.page], api_visibility="private")
         clear = dict(fn=lambda: sum((p.cleared() for p in panels), ()), inputs=None, outputs=cleared,
                      api_visibility="private")
         collection.input(**reset).then(**clear).then(**browse.show)
@@ -98,6 +98,7 @@ def serve(paths: list[str | Path], host: str | None = None, port: int | None = N
     `concurrency` requests run at once (default: one per CPU core), torch's threads shared
     between them; uploads above MAX_UPLOAD_MB are refused while they arrive. With `mcp` (default:
     GRADIO_MCP_SERVER=true), every API endpoint is also an MCP tool, served at /gradio_api/mcp/."""
+    import gradio as gr
     import torch
 
     cores = os.cpu_count() or 1
@@ -106,5 +107,6 @@ def serve(paths: list[str | Path], host: str | None = None, port: int | None = N
     demo = build_app(Library(paths, humor), cache_sweep)
     demo.queue(default_concurrency_limit=concurrency).launch(
         server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
-        max_file_size=f"{handlers.MAX_UPLOAD_MB}mb", state_session_capacity=SESSIONS, mcp_server=mcp)
+        max_file_size=f"{handlers.MAX_UPLOAD_MB}mb", state_session_capacity=SESSIONS, mcp_server=mcp,
+        theme=gr.themes.Default().set(body_text_color_subdued="*neutral_500"))  # help text readable on white
     return demo

@@ -361,9 +361,10 @@ def browse_tab(shared: Controls) -> BrowseTab:
         with gr.Row():
             filters = gr.Dropdown(filter_options(shared.start["filters"]), multiselect=True, label="Filters", scale=4,
                                   allow_custom_value=True, min_width=200)
-            back = gr.Button("◀ Previous", scale=1, min_width=90)
-            number = gr.Number(1, precision=0, label="Page", minimum=1, scale=1, min_width=70)
-            forward = gr.Button("Next ▶", scale=1, min_width=90)
+            with gr.Column(scale=3, min_width=280), gr.Row():  # the pager wraps as one piece on a phone
+                back = gr.Button("◀ Previous", scale=1, min_width=90)
+                number = gr.Number(1, precision=0, label="Page", minimum=1, scale=1, min_width=70)
+                forward = gr.Button("Next ▶", scale=1, min_width=90)
         with gr.Row():
             with gr.Column(scale=3):
                 info = gr.Markdown(label="page_info")
@@ -427,7 +428,8 @@ class ScenesTab(NamedTuple):
     """What the page wires across tabs from the Scenes tab."""
 
     scene: gr.Dropdown
-    go: gr.Button
+    player: gr.Column  # hidden, and `empty` shown instead, for a collection without scenes
+    empty: gr.Markdown
     tab: gr.Tab
     load: dict  # event arguments that load the chosen scene, unsearched
     show: dict  # event arguments that show the frame at the slider's position
@@ -439,19 +441,21 @@ def scenes_tab(shared: Controls) -> ScenesTab:
     with gr.Tab("Scenes", id="scenes") as tab:
         gr.Markdown("Driving collections: play a scene, or find a moment in it; the best matches are marked "
                     "▲ on the timeline and the search jumps to the best one.", elem_classes="hint")
-        with gr.Row():
-            scene = gr.Dropdown(scenes, value=scenes[0] if scenes else None, label="Scene", scale=2,
-                                allow_custom_value=True, interactive=bool(scenes), min_width=160)
-            text = gr.Textbox(label="Find in the scene", placeholder="a truck at an intersection", scale=3,
-                              min_width=200)
-            go = gr.Button("Find", variant="primary", scale=1, interactive=bool(scenes), min_width=80)
-        image = gr.Image(label="Frame", interactive=False, height=420, format="jpeg")
-        info = gr.Markdown(label="frame_info")
-        with gr.Row():
-            play = gr.Button("▶ Play", scale=1, min_width=80)
-            pause = gr.Button("Pause", scale=1, min_width=80)
-            position = gr.Slider(1, 2, value=1, step=1, label="Timeline (frame)", scale=8, min_width=200)
-        timeline = gr.HTML(label="timeline", js_on_load=TIMELINE_CLICKS)
+        empty = gr.Markdown(f"**{render.NO_SCENES_TEXT}**", visible=not scenes)
+        with gr.Column(visible=bool(scenes)) as shown:
+            with gr.Row():
+                scene = gr.Dropdown(scenes, value=scenes[0] if scenes else None, label="Scene", scale=2,
+                                    allow_custom_value=True, min_width=160)
+                text = gr.Textbox(label="Find in the scene", placeholder="a truck at an intersection", scale=3,
+                                  min_width=200)
+                go = gr.Button("Find", variant="primary", scale=1, min_width=80)
+            image = gr.Image(label="Frame", interactive=False, height=420, format="jpeg")
+            info = gr.Markdown(label="frame_info")
+            with gr.Row():
+                play = gr.Button("▶ Play", scale=1, min_width=80)
+                pause = gr.Button("Pause", scale=1, min_width=80)
+                position = gr.Slider(1, 2, value=1, step=1, label="Timeline (frame)", scale=8, min_width=200)
+            timeline = gr.HTML(label="timeline", js_on_load=TIMELINE_CLICKS)
         frames = gr.JSON(visible=False, label="frames")
         timer = gr.Timer(FRAME_SECONDS, active=False)
     show = dict(fn=shared.handler(handlers.scene_frame), inputs=[shared.collection, frames, position],
@@ -468,7 +472,7 @@ def scenes_tab(shared: Controls) -> ScenesTab:
     timer.tick(tick, [shared.collection, frames, position], [position, image, info, timeline, timer],
                api_visibility="private", show_progress="hidden")
     timeline.click(seek, [shared.collection, frames], [position, image, info, timeline], api_visibility="private")
-    return ScenesTab(scene, go, tab, load, show)
+    return ScenesTab(scene, shown, empty, tab, load, show)
 
 
 def humor_tab(shared: Controls) -> None:
@@ -496,7 +500,7 @@ def humor_tab(shared: Controls) -> None:
 
 def on_collection(library: Library, name: str) -> tuple:
     """The page reset to another collection: its summary, strip and example queries, the filters,
-    tags and scenes it offers (scenes off where it has none), page 1."""
+    tags and scenes it offers (the player hidden where it has none), page 1."""
     choices = handlers.choices(library, name)
     service = library[name]
     filters = [gr.Dropdown(choices=filter_options(choices["filters"]), value=[]) for _ in range(2)]  # Omni, Browse
@@ -504,5 +508,5 @@ def on_collection(library: Library, name: str) -> tuple:
     scenes = choices["scenes"]
     return (handlers.summary(service), handlers.collection_strip(service),
             gr.Dataset(samples=[[q] for q in handlers.example_queries(service)]), *filters, *tags,
-            gr.Dropdown(choices=scenes, value=scenes[0] if scenes else None, interactive=bool(scenes)),
-            gr.Button(interactive=bool(scenes)), 1)
+            gr.Dropdown(choices=scenes, value=scenes[0] if scenes else None), gr.Column(visible=bool(scenes)),
+            gr.Markdown(visible=not scenes), 1)
