@@ -6,6 +6,7 @@ import re
 import shutil
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -375,6 +376,25 @@ def test_impossible_filters_explain_themselves_and_a_switch_clears_results(serve
     page.get_by_role("option", name="flickr").click()
     page.wait_for_function("() => !document.querySelector('.results .thumbnail-item')", timeout=30_000)
     assert results(page).count() == 0  # no painting left on screen under the photos' name
+    page.close()
+
+
+@pytest.mark.browser
+def test_load_more_runs_to_the_end_and_the_download_follows(server, browser, wikiart):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server + "?collection=wikiart&q=a+painting")
+    more = page.get_by_role("button", name="Load more").first
+    for shown in (12, 24):
+        expect(results(page)).to_have_count(shown, timeout=60_000)
+        more.click()
+    expect(results(page)).to_have_count(len(wikiart.collection), timeout=60_000)  # the last page came short
+    expect(more).to_be_hidden()
+    with page.expect_download() as download:
+        page.locator("button:visible", has_text="Download results").click()
+    rows = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 1 + len(wikiart.collection)  # every result shown, not the first page
     page.close()
 
 

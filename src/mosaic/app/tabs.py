@@ -99,21 +99,24 @@ def result_panel() -> Results:
     return Results(grid, hits, why, note, download, more, offset)
 
 
-def after_results(hits: list[dict] | None) -> tuple:
-    """The results as a CSV file to download, and "Load more" (both only once there are results)."""
+def after_results(hits: list[dict] | None, full: bool = False) -> tuple:
+    """The results as a CSV file to download (once there are results), and "Load more" while the
+    last page came `full` (a short one was the end)."""
     if not hits:
         return gr.DownloadButton(value=None, interactive=False), gr.Button(visible=False)
-    return gr.DownloadButton(value=handlers.export_csv(hits), interactive=True), gr.Button(visible=True)
+    return gr.DownloadButton(value=handlers.export_csv(hits), interactive=True), gr.Button(visible=full)
 
 
 def load_more(shared: Controls, search: Callable) -> Callable:
-    """"Load more" for a search: its inputs (the offset last, replaced) and the hits shown give
-    those hits and the next page."""
+    """"Load more" for a search: its inputs (the offset last, replaced), the hits shown and the
+    page size give those hits and the next page, their download and "Load more" again if it came full."""
     extend = shared.handler(handlers.extend)
 
     def more(*args):
-        *inputs, shown = args
-        return extend(inputs[0], shown, search(*inputs[:-1], len(shown or [])))
+        *inputs, shown, k = args
+        page = search(*inputs[:-1], len(shown or []))
+        grid, hits = extend(inputs[0], shown, page)
+        return grid, hits, *after_results(hits, len(page[1]) >= k)
     return more
 
 
@@ -134,9 +137,11 @@ def wire_search(events: list, fn: Callable, inputs: list, panel: Results, shared
                             api_visibility="public" if public else "private", preprocess=False)
         done.then(**note)
         done.then(lambda h: render.why_html(h, 0), panel.hits, panel.why, api_visibility="private").then(
-            after_results, panel.hits, [panel.download, panel.more], api_visibility="private")
+            lambda h, k: after_results(h, len(h or []) >= k), [panel.hits, shared.k], [panel.download, panel.more],
+            api_visibility="private")
     if api_name:  # once per panel: the tab's own search, not one wired later from another tab
-        panel.more.click(load_more(shared, fn), [*inputs, panel.hits], [panel.grid, panel.hits], preprocess=False,
+        panel.more.click(load_more(shared, fn), [*inputs, panel.hits, shared.k],
+                         [panel.grid, panel.hits, panel.download, panel.more], preprocess=False,
                          api_visibility="private").then(**note)
 
 
