@@ -380,6 +380,27 @@ def test_impossible_filters_explain_themselves_and_a_switch_clears_results(serve
 
 
 @pytest.mark.browser
+def test_browse_closes_an_item_a_filter_takes_away(server, browser, wikiart):
+    from playwright.sync_api import expect
+
+    c = wikiart.collection
+    first = c.item(0)
+    other = next(s for s in c.filter_fields()["style"] if s != first["style"])
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server + "?collection=wikiart&tab=browse")
+    page.locator(".results.browse .thumbnail-item").first.click()
+    item = page.get_by_label("Item id", exact=True)
+    expect(item).to_have_value(first["id"], timeout=60_000)
+    box = page.locator("#browse-filters input")
+    box.click()
+    box.fill(other)
+    page.get_by_role("option", name=f"style: {other}", exact=True).click()
+    page.keyboard.press("Escape")
+    expect(item).to_have_value("", timeout=30_000)  # its details gone with it
+    page.close()
+
+
+@pytest.mark.browser
 def test_load_more_runs_to_the_end_and_the_download_follows(server, browser, wikiart):
     from playwright.sync_api import expect
 

@@ -365,7 +365,7 @@ def browse_tab(shared: Controls) -> BrowseTab:
                     elem_classes="hint")
         with gr.Row():
             filters = gr.Dropdown(filter_options(shared.start["filters"]), multiselect=True, label="Filters", scale=4,
-                                  allow_custom_value=True, min_width=200)
+                                  allow_custom_value=True, min_width=200, elem_id="browse-filters")
             with gr.Column(scale=3, min_width=280), gr.Row():  # the pager wraps as one piece on a phone
                 back = gr.Button("◀ Previous", scale=1, min_width=90)
                 number = gr.Number(1, precision=0, label="Page", minimum=1, scale=1, min_width=70)
@@ -382,7 +382,7 @@ def browse_tab(shared: Controls) -> BrowseTab:
     show = dict(fn=shared.handler(handlers.browse), inputs=[shared.collection, filters, number],
                 outputs=[grid, items, number, info], api_visibility="private")
     number.submit(**{**show, "api_visibility": "public"}, api_name="browse")
-    filters.change(**show)
+    filters.change(**show).then(shown_item, [items, item_id], item_id, api_visibility="private")
     for button, move in ((back, -1), (forward, 1)):
         button.click(partial(handlers.turn_page, move=move), number, number, api_visibility="private").then(**show)
 
@@ -390,6 +390,11 @@ def browse_tab(shared: Controls) -> BrowseTab:
         return items[evt.index]["id"]
     grid.select(pick, items, item_id, api_visibility="private")
     return BrowseTab(tab, filters, number, item_id, similar, show)
+
+
+def shown_item(items: list[dict] | None, item_id: str) -> str:
+    """The item whose details are open, while the page shows it (a filter may have taken it away)."""
+    return item_id if any(d["id"] == item_id for d in items or []) else ""
 
 
 def item_panel(shared: Controls) -> tuple[gr.Textbox, gr.Button]:
