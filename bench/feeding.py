@@ -125,7 +125,7 @@ def reading_alone(folder: Path, limit: int, workers: int, rounds: int) -> dict:
 
 def machine_ceiling(workers: int, rounds: int) -> float:
     """What perfectly parallel work gets from `workers` cores here: SHA-256 of 32 MB buffers (no
-    GIL held, no memory shared) in `workers` threads, as a ratio to perfect scaling; best of `rounds`."""
+    GIL held, one buffer read by all) in `workers` threads, as a ratio to perfect scaling; best of `rounds`."""
     import hashlib
     from concurrent.futures import ThreadPoolExecutor
 

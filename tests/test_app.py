@@ -58,7 +58,7 @@ def test_caption_search_returns_an_explained_gallery(client, flickr):
     assert dogs >= 6
     image = Image.open(gallery[0]["image"])
     assert max(image.size) <= 512 and gallery[0]["caption"] == f"{hits[0]['strength']} · {hits[0]['label']}"
-    human = {c.strip().rstrip(" .") for c in flickr.collection.item_captions(hits[0]["row"])}
+    human = {c.strip().rstrip(" .") for c in flickr.collection.item_captions(hits[0]["row"], human=True)}
     assert hits[0]["label"] in human  # labelled with a caption a person wrote
     assert 0 < hits[-1]["strength"] <= hits[0]["strength"] <= 100
     why = hits[0]["explanation"]
@@ -283,17 +283,6 @@ def test_search_in_headless_chromium(server, browser, tmp_path):
     assert "Query words" in why.inner_text() and "dog" in page.locator(".why .query-words").inner_text()
     assert "z-score" not in why.inner_text()
     page.screenshot(path=tmp_path / "why.png", full_page=True)
-    from playwright.sync_api import expect
-
-    note = page.locator("div.prose.result-note:visible")
-    download = page.locator("button:visible", has_text="Download results")
-    expect(note).to_contain_text("results · best match")
-    page.get_by_label("Describe the image").fill("dog " * 500)  # too long: refused
-    page.get_by_label("Describe the image").press("Enter")
-    expect(page.locator(".toast-body")).to_contain_text("keep it under", timeout=30_000)
-    expect(note.filter(has_text="results")).to_have_count(0)  # nothing left of the last search
-    expect(download).to_be_disabled()
-    assert page.locator(".why").count() == 0
     page.get_by_role("tab", name="Humor").click()
     page.get_by_label("Prompt", exact=True).fill("Senate passes the budget")
     page.get_by_label("Answers, one per line").fill("Senate eats the budget\nSenate passes the penguin")
@@ -302,6 +291,19 @@ def test_search_in_headless_chromium(server, browser, tmp_path):
     ranked.first.wait_for(timeout=60_000)
     assert ranked.count() == 2 and "penguin" in page.locator(".humor").inner_text()
     assert thumbs.count() >= 10
+    from playwright.sync_api import expect
+
+    note = page.locator("div.prose.result-note:visible")
+    download = page.locator("button:visible", has_text="Download results")
+    page.get_by_role("tab", name="Search").click()
+    expect(note).to_contain_text("results · best match")
+    page.get_by_label("Describe the image").fill("dog " * 500)  # too long: refused
+    page.get_by_label("Describe the image").press("Enter")
+    expect(page.locator(".toast-body")).to_contain_text("keep it under", timeout=30_000)
+    expect(note.filter(has_text="results")).to_have_count(0)  # nothing left of the last search
+    expect(results(page)).to_have_count(0)
+    expect(download).to_be_disabled()
+    assert page.locator(".why").count() == 0
     page.close()
     assert (tmp_path / "why.png").stat().st_size > 50_000
 
@@ -377,6 +379,20 @@ def test_impossible_filters_explain_themselves_and_a_switch_clears_results(serve
     page.wait_for_function("() => !document.querySelector('.results .thumbnail-item')", timeout=30_000)
     assert results(page).count() == 0  # no painting left on screen under the photos' name
     page.close()
+
+
+def test_load_more_shows_while_pages_come_full_and_fit_under_the_cap():
+    from mosaic.app import tabs
+    from mosaic.search import MAX_K
+
+    def more(n, k, page=None):
+        hits = [{"id": str(i), "score": 1.0} for i in range(n)]
+        return tabs.after_results(hits, k, page)[1].visible
+    assert more(12, 12) and not more(5, 12)  # a first page: full, or the end
+    assert more(24, 12, 12) and not more(17, 12, 5)  # a page loaded after it
+    assert more(MAX_K - 12, 12, 12) and not more(MAX_K - 11, 12, 12)  # no page past the 1,000th result
+    assert tabs.after_results([], 12)[1].visible is False
+    assert tabs.shown_item([{"id": "a.jpg"}], "a.jpg ") == "a.jpg " and tabs.shown_item([{"id": "b.jpg"}], "a.jpg") == ""
 
 
 @pytest.mark.browser

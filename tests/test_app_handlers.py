@@ -65,6 +65,7 @@ def test_the_landing_offers_examples_from_the_collection_a_summary_and_a_strip(l
     assert handlers.searched_by("lite:/srv/checkpoints/flickr8k") == (
         "searched by the offline model, trained (approximate: image labels matched as text)")
     assert handlers.searched_by("open_clip:ViT-B-32/laion2b_s34b_b79k") == "searched by CLIP ViT-B-32"
+    assert handlers.searched_by("hf:/srv/models/clip-vit-base-patch32/") == "searched by CLIP clip-vit-base-patch32"
     assert "2 driving scenes" in handlers.summary(library[drive.collection.name])
     strip = handlers.collection_strip(library[art])
     assert len(strip) == handlers.STRIP and all(isinstance(image, Image.Image) for image, _ in strip)
@@ -194,8 +195,8 @@ def test_why_html_escapes_hostile_text():
                    "query_words": [{"word": hostile, "contribution": 0.2}],
                    "caption_words": [{"word": hostile, "similarity": 0.3}], "tags": [{"tag": hostile, "score": 1.0}],
                    "tags_up": [{"tag": hostile, "change": 1.0}], "tags_down": [], "captions": [hostile]}
-    page = render.why_html([{"id": hostile, "score": 0.9, "explanation": explanation}], 0)
-    assert "<img" not in page and page.count("&lt;img src=x onerror=alert(1)&gt;") == 10
+    page = render.why_html([{"id": hostile, "score": 0.9, "caption": hostile, "explanation": explanation}], 0)
+    assert "<img" not in page and page.count("&lt;img src=x onerror=alert(1)&gt;") == 11
     assert "<img" not in render.details_markdown({"id": hostile, "caption": hostile, "captions": [hostile],
                                                   "tags": [], "metadata": {"title": hostile}})
     assert render.why_html([], 0) == "<p>Select a result to see why it matched.</p>"

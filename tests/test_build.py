@@ -152,6 +152,7 @@ def test_embedded_default_builds_offline_and_answers(tmp_path):
     assert service.image_to_image("rocket", k=1)[0].id == "rocket"
     assert list(service.collection.filter_fields()) == ["kind"]  # not "name": one per image, no filter
     astronaut = service.details("astronaut")
-    assert astronaut["captions"] == [service.collection.item_captions(0)[0]] and astronaut["caption"]
+    assert astronaut["captions"] == ["Portrait of astronaut Eileen Collins in an orange flight suit, smiling, with the "
+                                     "American flag behind her"] and astronaut["caption"]  # the model's, apart
     hit = service.text_to_image("an astronaut", k=1, target="both")[0]
     assert hit.explanation["captions"] == service.details(hit.id)["captions"]  # people's, not the model's

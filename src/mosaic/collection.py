@@ -475,13 +475,15 @@ class Collection:
 
     def filter_fields(self) -> dict[str, list]:
         """Metadata fields usable as filters, with their values (fields with few distinct values, and
-        not an identifier: a different value for every item)."""
+        not an identifier: a different value for every item that has one)."""
         out, skip = {}, self.manifest.source_fields.not_filters()
         for name in self.metadata.column_names:
             if name in skip:
                 continue
-            values = pc.unique(self.metadata[name].drop_null()).to_pylist()
-            if 1 <= len(values) <= max(50, len(self) // 10) and not len(values) == len(self) > 1:
+            present = self.metadata[name].drop_null()
+            values = pc.unique(present).to_pylist()
+            identifier = len(values) == len(present) > 1
+            if 1 <= len(values) <= max(50, len(self) // 10) and not identifier:
                 out[name] = sorted(values, key=str)
         return out
 

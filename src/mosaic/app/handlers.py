@@ -66,10 +66,11 @@ def summary(service: SearchService) -> str:
 def searched_by(spec: str) -> str:
     """The summary's words for an encoder spec: the model's name, never a checkpoint's path."""
     kind, _, name = spec.partition(":")
-    return {"lite": "searched by the offline model" + (", trained" if name else "")
-            + " (approximate: image labels matched as text)",
-            "open_clip": f"searched by CLIP {name.split('/')[0]}",
-            "hf": f"searched by CLIP {name.rsplit('/', 1)[-1]}"}.get(kind, f"searched by {kind}")
+    last = re.split(r"[\\/]", name.strip("\\/"))[-1]  # a Hub repo's or a folder's own name
+    return "searched by " + {"lite": "the offline model" + (", trained" if name else "")
+                             + " (approximate: image labels matched as text)",
+                             "open_clip": f"CLIP {name.split('/')[0]}",
+                             "hf": f"CLIP {last}"}.get(kind, kind if kind != "?" else "an unknown model")
 
 
 EXAMPLES = 4
@@ -391,7 +392,8 @@ def turn_page(page: float | None, move: int) -> int:
 
 
 def item_details(library: Library, collection: str, item_id: str | None) -> tuple[Image.Image | None, str, dict | None]:
-    """An item's image, its details (captions, tags, metadata) as Markdown and as JSON (nothing
+    """An item's image, its details (the captions people wrote, its generated caption, tags,
+    metadata) as Markdown and as JSON (nothing
     for an empty id).
 
     Args:

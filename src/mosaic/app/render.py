@@ -41,7 +41,8 @@ def chips(items: list[tuple[str, float]], color: str, fmt: str = "{:.2f}") -> st
 
 def why_html(hits: list[dict] | None, index: int) -> str:
     """"Why this match?" for one hit: the score's parts, the query words by contribution, the
-    caption words closest to the query, the tags it shares with the query, its captions."""
+    caption words closest to the query, the tags it shares with the query, the captions people
+    wrote and its generated caption."""
     if not hits or not 0 <= index < len(hits):
         return "<p>Select a result to see why it matched.</p>"
     h, e = hits[index], hits[index]["explanation"]
@@ -139,10 +140,11 @@ def md_text(value) -> str:
 
 
 def details_markdown(d: dict) -> str:
-    """An item's details (SearchService.details) as Markdown: its label, id, generated caption,
-    captions, the tags it stands out for, metadata."""
-    text = [f"### {md_text(d.get('label') or d['id'])}", f"id: {md_text(d['id'])}",
-            f"**{GENERATED}**: {md_text(d['caption'] or '(none)')}"]
+    """An item's details (SearchService.details) as Markdown: its label, id, generated caption (if
+    any), the captions people wrote, the tags it stands out for, metadata."""
+    text = [f"### {md_text(d.get('label') or d['id'])}", f"id: {md_text(d['id'])}"]
+    if d["caption"]:
+        text.append(f"**{GENERATED}**: {md_text(d['caption'])}")
     if d["captions"]:
         text.append("**Captions written by people**\n" + "\n".join(f"- {md_text(c)}" for c in d["captions"]))
     standout = [md_text(tag_name(t["tag"])) for t in d["tags"] if t["z"] > 0]

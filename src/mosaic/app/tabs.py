@@ -12,7 +12,7 @@ from typing import NamedTuple
 import gradio as gr
 
 from ..errors import MosaicError
-from ..search import TARGETS
+from ..search import MAX_K, TARGETS
 from ..sources import MAX_PIXELS
 from . import handlers, render
 from .handlers import TAG_SLOTS, Library
@@ -75,7 +75,7 @@ class Results(NamedTuple):
         return [self.grid, self.hits, self.why, self.note, self.download, self.more]
 
     def cleared(self) -> tuple:
-        """Updates that empty the panel (another collection was picked)."""
+        """Updates that empty the panel (another collection was picked, or a search failed)."""
         return [], None, render.why_html(None, 0), "", *after_results(None)
 
 
@@ -99,11 +99,13 @@ def result_panel() -> Results:
     return Results(grid, hits, why, note, download, more, offset)
 
 
-def after_results(hits: list[dict] | None, full: bool = False) -> tuple:
+def after_results(hits: list[dict] | None, k: float = 0, page: int | None = None) -> tuple:
     """The results as a CSV file to download (once there are results), and "Load more" while the
-    last page came `full` (a short one was the end)."""
+    last page (`page` results; all of `hits` for a new search) came full, `k` of them (a short one
+    was the end), and another page fits within the MAX_K results a search goes to."""
     if not hits:
         return gr.DownloadButton(value=None, interactive=False), gr.Button(visible=False)
+    full = (len(hits) if page is None else page) >= k and len(hits) + k <= MAX_K
     return gr.DownloadButton(value=handlers.export_csv(hits), interactive=True), gr.Button(visible=full)
 
 
@@ -116,29 +118,27 @@ def load_more(shared: Controls, search: Callable) -> Callable:
         *inputs, shown, k = args
         page = search(*inputs[:-1], len(shown or []))
         grid, hits = extend(inputs[0], shown, page)
-        return grid, hits, *after_results(hits, len(page[1]) >= k)
+        return grid, hits, *after_results(hits, k, len(page[1]))
     return more
 
 
 def wire_search(events: list, fn: Callable, inputs: list, panel: Results, shared: Controls,
                 api_name: str | None = None, filters: gr.Dropdown | None = None) -> None:
-    """Run a search on any of `events` (the first is the API endpoint `api_name`, if given), the
-    last search's note, explanation and download cleared first; then say how it went (with the
-    search's `filters`, if any), explain hit 1 and offer the results as a download. Inputs reach
-    the handler unprocessed (see `handlers.read_upload`)."""
+    """Run a search on any of `events` (the first is the API endpoint `api_name`, if given), then
+    say how it went (with the search's `filters`, if any), explain hit 1 and offer the results as a
+    download and "Load more"; a search that fails (a refused query) empties the panel, so nothing
+    of the last one stays. Inputs reach the handler unprocessed (see `handlers.read_upload`)."""
     note = dict(fn=shared.handler(handlers.result_note), outputs=panel.note, api_visibility="private",
                 inputs=[shared.collection, shared.min_score, panel.hits] + ([filters] if filters else []))
     inputs = [*inputs, shared.hide_duplicates, panel.offset]
     for i, event in enumerate(events):
         public = i == 0 and api_name is not None
-        started = event(lambda: panel.cleared()[1:], None, panel.clearable()[1:], queue=False,
-                        api_visibility="private")  # a search that fails leaves nothing of the last one
-        done = started.then(fn, inputs, [panel.grid, panel.hits], api_name=api_name if public else None,
-                            api_visibility="public" if public else "private", preprocess=False)
-        done.then(**note)
-        done.then(lambda h: render.why_html(h, 0), panel.hits, panel.why, api_visibility="private").then(
-            lambda h, k: after_results(h, len(h or []) >= k), [panel.hits, shared.k], [panel.download, panel.more],
-            api_visibility="private")
+        done = event(fn, inputs, [panel.grid, panel.hits], api_name=api_name if public else None,
+                     api_visibility="public" if public else "private", preprocess=False)
+        done.failure(panel.cleared, None, panel.clearable(), api_visibility="private")
+        done.success(**note)
+        done.success(lambda h: render.why_html(h, 0), panel.hits, panel.why, api_visibility="private").then(
+            after_results, [panel.hits, shared.k], [panel.download, panel.more], api_visibility="private")
     if api_name:  # once per panel: the tab's own search, not one wired later from another tab
         panel.more.click(load_more(shared, fn), [*inputs, panel.hits, shared.k],
                          [panel.grid, panel.hits, panel.download, panel.more], preprocess=False,
@@ -394,7 +394,7 @@ def browse_tab(shared: Controls) -> BrowseTab:
 
 def shown_item(items: list[dict] | None, item_id: str) -> str:
     """The item whose details are open, while the page shows it (a filter may have taken it away)."""
-    return item_id if any(d["id"] == item_id for d in items or []) else ""
+    return item_id if any(d["id"] == (item_id or "").strip() for d in items or []) else ""
 
 
 def item_panel(shared: Controls) -> tuple[gr.Textbox, gr.Button]:
