@@ -393,8 +393,7 @@ def turn_page(page: float | None, move: int) -> int:
 
 def item_details(library: Library, collection: str, item_id: str | None) -> tuple[Image.Image | None, str, dict | None]:
     """An item's image, its details (the captions people wrote, its generated caption, tags,
-    metadata) as Markdown and as JSON (nothing
-    for an empty id).
+    metadata) as Markdown and as JSON (nothing for an empty id).
 
     Args:
         collection: the collection holding the item (its name)
