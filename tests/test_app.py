@@ -71,8 +71,10 @@ def test_image_search_by_upload_and_by_id(client, flickr, flickr_dir):
     _, by_upload = client.predict("flickr", handle_file(str(flickr_dir / "images" / item)), "", 5, 0,
                                   api_name="/image_search")
     _, by_id = client.predict("flickr", None, item, 5, 0, api_name="/image_search")
-    assert by_upload[0]["id"] == by_id[0]["id"] == item
-    _, strict = client.predict("flickr", None, item, 5, 90, api_name="/image_search")
+    assert by_upload[0]["id"] == item  # the photo itself, uploaded
+    assert [h["id"] for h in by_id[:4]] == [h["id"] for h in by_upload[1:]]  # by id: the others
+    _, strict = client.predict("flickr", handle_file(str(flickr_dir / "images" / item)), "", 5, 90,
+                               api_name="/image_search")
     assert strict[0]["id"] == item and all(h["strength"] >= 90 for h in strict)  # the minimum match cuts
 
 
@@ -283,6 +285,10 @@ def test_search_in_headless_chromium(server, browser, tmp_path):
     assert "Query words" in why.inner_text() and "dog" in page.locator(".why .query-words").inner_text()
     assert "z-score" not in why.inner_text()
     page.screenshot(path=tmp_path / "why.png", full_page=True)
+    assert page.locator(".results:visible .preview").count() == 1  # the result clicked, enlarged
+    page.get_by_label("Describe the image").fill("a dog in the snow")
+    page.get_by_label("Describe the image").press("Enter")
+    page.wait_for_function("() => !document.querySelector('.results .preview')", timeout=30_000)  # new results
     page.get_by_role("tab", name="Humor").click()
     page.get_by_label("Prompt", exact=True).fill("Senate passes the budget")
     page.get_by_label("Answers, one per line").fill("Senate eats the budget\nSenate passes the penguin")

@@ -118,8 +118,12 @@ def test_omni_ors_values_of_a_field_ands_fields_and_sums_tag_weights(library, ar
 
 
 def test_image_search_by_item_id_and_by_upload(library, art, tmp_path):
-    _, by_id = handlers.image_search(library, art, None, " blue-lake.png ", 3, -1)
-    assert by_id[0]["id"] == "blue-lake.png" and by_id[0]["score"] == pytest.approx(1, abs=1e-4)
+    plain = library[art].image_to_image("blue-lake.png", k=7)
+    assert plain[0].id == "blue-lake.png" and plain[0].score == pytest.approx(1, abs=1e-4)
+    _, by_id = handlers.image_search(library, art, None, " blue-lake.png ", 3, -1, False)
+    assert ids(by_id) == [h.id for h in plain[1:4]]  # the other items: the query is not its own match
+    _, after = handlers.image_search(library, art, None, "blue-lake.png", 3, -1, False, 3)
+    assert ids(after) == [h.id for h in plain[4:7]]
     upload = tmp_path / "query.png"
     picture("yellow", "blue").save(upload)
     _, by_upload = handlers.image_search(library, art, str(upload), "", 3, 0)
@@ -213,11 +217,11 @@ def test_explanations_keep_only_tags_that_raise_the_score():
             {"tag": "objects:horse", "score": 0.5}]
     explanation = {"mode": "image", "tags": tags}
     page = render.why_html([{"id": "a", "label": "A dog", "score": 0.9, "strength": 80, "explanation": explanation}], 0)
-    assert ">dog <small>" in page and "calm (mood)" in page and "cat" not in page and "horse" not in page
+    assert ">dog <small></small>" in page and "calm (mood)" in page and "cat" not in page and "horse" not in page
     assert "match 80/100" in page and "A dog" in page
     assert "z-score" not in page and " sd" not in page
-    parts = render.parts_bar({"text": 1.5, "style:Baroque": -0.5})
-    assert "width:75.0%" in parts and "width:25.0%" in parts
+    parts = render.parts_bar({"text": 1.5, "style:Baroque": -0.5}, render.tag_name)
+    assert "width:75.0%" in parts and "width:25.0%" in parts and "Baroque (style) -0.50" in parts
     text = render.details_markdown({"id": "a", "caption": "", "captions": [], "metadata": {},
                                     "tags": [{"tag": "up", "z": 1.5}, {"tag": "down", "z": -0.2}]})
     assert "up" in text and "down" not in text and "sd" not in text

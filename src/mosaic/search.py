@@ -72,14 +72,17 @@ class SearchService:
 
     # ---- queries -------------------------------------------------------------------------
     def image_to_image(self, image: Image.Image | str | int, k: int = 10, filters: dict | None = None,
-                       offset: int = 0, distinct: bool = False) -> list[Hit]:
-        """Items most similar to an image (a PIL image, or an item id / row of this collection).
+                       offset: int = 0, distinct: bool = False, others: bool = False) -> list[Hit]:
+        """Items most similar to an image (a PIL image, or an item id / row of this collection);
+        with `others`, an item given as the query is left out ("more like this").
 
         Every query method returns the `k` hits after the first `offset` (paging); with
         `distinct`, only the best of each group of duplicates (exact or near) counts."""
-        n = self._fetch(k, offset, distinct)
+        itself = self.row(image) if others and not isinstance(image, Image.Image) else None
+        n = min(self._fetch(k, offset, distinct) + (itself is not None), len(self.collection))
         q = self._image_query(image)
         scores, rows = self._search("image", q, n, self.collection.filter_rows(filters))
+        scores, rows = scores[rows != itself], rows[rows != itself]
         rows, scores, _ = self._page(rows, scores, {}, k, offset, distinct)
         hits = self._rate(self._hits(rows, scores), self.exact["image"].scores(q, self.reference)[0])
         for h in hits:

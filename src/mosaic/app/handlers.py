@@ -255,7 +255,8 @@ def query_image(upload: Upload, item_id: str | None) -> Image.Image | str:
 
 def image_search(library: Library, collection: str, upload: Upload, item_id: str | None, k: float,
                  min_score: float, hide_duplicates: bool = True, offset: float = 0) -> tuple[Gallery, list[dict]]:
-    """Find the images of a collection that look most like a given image (uploaded, or an item's id).
+    """Find the images of a collection that look most like a given image (uploaded, or an item's id:
+    the other items).
 
     Args:
         collection: the collection to search (its name)
@@ -271,7 +272,7 @@ def image_search(library: Library, collection: str, upload: Upload, item_id: str
     """
     service = library[collection]
     hits = service.image_to_image(query_image(upload, item_id), int(k), offset=_offset(offset),
-                                  distinct=bool(hide_duplicates))
+                                  distinct=bool(hide_duplicates), others=True)
     return results(service, hits, min_score)
 
 

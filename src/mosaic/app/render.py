@@ -3,6 +3,7 @@ scene's timeline, an item's details. Every text from a user or a collection is e
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 
 NO_SCENES_TEXT = "This collection has no scenes: pick a driving collection above to play one."
 NO_SCENES = f"<p>{NO_SCENES_TEXT}</p>"
@@ -49,10 +50,10 @@ def why_html(hits: list[dict] | None, index: int) -> str:
     name = h.get("label") or h["id"]
     strength = f'match {h["strength"]}/100' if "strength" in h else f'score {h["score"]:.3f}'
     out = [f'<div class="why"><h3>#{index + 1} {html.escape(name)}: <span title="{STRENGTH}">{strength}</span></h3>',
-           f'<p><b>Score</b> <small>({h["score"]:.3f}, id {html.escape(h["id"])})</small>: '
+           f'<p title="raw score {h["score"]:.3f} · id {html.escape(h["id"])}"><b>Score</b>: '
            f"{SCORE_MODES.get(e.get('mode'), '')}</p>"]
     if len(e.get("parts", {})) > 1:
-        out.append(parts_bar(e["parts"]))
+        out.append(parts_bar(e["parts"], tag_name if e.get("mode") == "omni" else str))
     if e.get("query_words"):
         out.append('<p class="query-words"><b>Query words</b> (score lost without each): '
                    + chips([(w["word"], w["contribution"]) for w in e["query_words"]], GREEN, "{:+.3f}") + "</p>")
@@ -65,7 +66,7 @@ def why_html(hits: list[dict] | None, index: int) -> str:
     tags = [(tag_name(t["tag"]), t["score"]) for t in e.get("tags", []) if t["score"] >= max(1.0, top / 3)]
     if tags:
         out.append('<p><b title="tags (zero-shot labels) that both the query and this image score above the '
-                   'collection\'s average">Both lean towards</b>: ' + chips(tags, PURPLE) + "</p>")
+                   'collection\'s average">Both lean towards</b>: ' + chips(tags, PURPLE, "") + "</p>")
     if e.get("mode", "").startswith("composed:"):
         out.append(f"<p><b>Query</b>: {html.escape(e['query'])}</p>")
         asked = [(tag_name(t["tag"]), t["change"]) for t in e.get("tags_asked", [])]
@@ -85,17 +86,17 @@ def why_html(hits: list[dict] | None, index: int) -> str:
     return "".join(out) + "</div>"
 
 
-def parts_bar(parts: dict[str, float]) -> str:
+def parts_bar(parts: dict[str, float], name: Callable[[str], str] = str) -> str:
     """The parts of a fused score as one bar, each part's width its share (negative parts in red),
-    with the numbers under it."""
+    with the numbers under it; `name` says how a part reads (tag_name for Omni's tags)."""
     total = sum(abs(v) for v in parts.values()) or 1
     colors = [GREEN, BLUE, PURPLE, "234,179,8"]
     segs, legend = [], []
     for i, (n, v) in enumerate(parts.items()):
         rgb = colors[i % len(colors)] if v >= 0 else RED
-        segs.append(f'<div title="{html.escape(n)} {v:+.3f}" style="width:{100 * abs(v) / total:.1f}%;'
+        segs.append(f'<div title="{html.escape(name(n))} {v:+.3f}" style="width:{100 * abs(v) / total:.1f}%;'
                     f'background:rgb({rgb})"></div>')
-        legend.append(f'<span style="color:rgb({rgb})">■</span> {html.escape(n)} {v:+.2f}')
+        legend.append(f'<span style="color:rgb({rgb})">■</span> {html.escape(name(n))} {v:+.2f}')
     return ('<div class="parts"><div style="display:flex;height:10px;border-radius:5px;overflow:hidden">'
             + "".join(segs) + "</div><small>" + " · ".join(legend) + "</small></div>")
 

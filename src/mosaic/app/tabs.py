@@ -136,6 +136,8 @@ def wire_search(events: list, fn: Callable, inputs: list, panel: Results, shared
         done = event(fn, inputs, [panel.grid, panel.hits], api_name=api_name if public else None,
                      api_visibility="public" if public else "private", preprocess=False)
         done.failure(panel.cleared, None, panel.clearable(), api_visibility="private")
+        done.success(lambda: gr.Gallery(selected_index=None), None, panel.grid,  # no enlarged image of the last
+                     api_visibility="private")
         done.success(**note)
         done.success(lambda h: render.why_html(h, 0), panel.hits, panel.why, api_visibility="private").then(
             after_results, [panel.hits, shared.k], [panel.download, panel.more], api_visibility="private")
