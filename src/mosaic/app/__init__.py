@@ -50,13 +50,14 @@ def build_app(library: Library, cache_sweep: tuple[int, int] = CACHE_SWEEP) -> g
         gr.HTML("", head=f"<style>{CSS}</style>", js_on_load=None, elem_classes="page-style")
         gr.Markdown("# Mosaic\nFind images by describing them, by showing one, or by browsing. "
                     "Click a result to see why it matched.")
-        with gr.Row(equal_height=True):
-            collection = gr.Dropdown(names, value=names[0], label="Collection", scale=2, min_width=160)
-            k = gr.Slider(1, 100, value=12, step=1, label="Results", scale=2, min_width=160)
-            min_score = gr.Slider(0, 100, value=0, step=1, label="Minimum match", scale=2, min_width=160,
-                                  info="0 keeps all; 25 keeps what stands out from the collection")
-            hide_duplicates = gr.Checkbox(True, label="Hide near duplicates", scale=1, min_width=160,
-                                          info="one image of each group of copies")
+        with gr.Row():
+            collection = gr.Dropdown(names, value=names[0], label="Collection", scale=1, min_width=160)
+            # folded, so the search box stays near the top on a phone
+            with gr.Column(scale=3, min_width=240), gr.Accordion("Search settings", open=False):
+                k = gr.Slider(1, 100, value=12, step=1, label="Results")
+                min_score = gr.Slider(0, 100, value=0, step=1, label="Minimum match",
+                                      info="0 keeps all; 25 keeps what stands out from the collection")
+                hide_duplicates = gr.Checkbox(True, label="Hide near duplicates", info="one image of each group of copies")
         about = gr.Markdown(handlers.summary(first))
         strip = gr.Gallery(handlers.collection_strip(first), columns=8, rows=1, height=170, allow_preview=False,
                            object_fit="cover", show_label=False, format="jpeg", elem_classes="strip")

@@ -21,6 +21,9 @@ FRAME_SECONDS = 0.25  # scene playback: one frame every quarter of a second
 # A click on a frame of a scene's timeline (render.timeline_html) seeks to that frame.
 TIMELINE_CLICKS = ("element.addEventListener('click', e => { const cell = e.target.closest('[data-frame]');"
                    " if (cell) trigger('click', {frame: Number(cell.dataset.frame)}); });")
+# On a phone the details of a Browse item sit below the whole page of images: a click goes to them.
+SHOW_ITEM = ("() => { if (window.innerWidth < 640) document.getElementById('item-id')"
+             "?.scrollIntoView({behavior: 'smooth'}); }")
 UPLOAD_LIMITS = f"up to {handlers.MAX_UPLOAD_MB} MB and {MAX_PIXELS / 1e6:g} megapixels"
 
 
@@ -391,6 +394,7 @@ def browse_tab(shared: Controls) -> BrowseTab:
     def pick(items, evt: gr.SelectData):
         return items[evt.index]["id"]
     grid.select(pick, items, item_id, api_visibility="private")
+    grid.select(None, None, None, js=SHOW_ITEM, api_visibility="private")
     return BrowseTab(tab, filters, number, item_id, similar, show)
 
 
@@ -401,7 +405,7 @@ def shown_item(items: list[dict] | None, item_id: str) -> str:
 
 def item_panel(shared: Controls) -> tuple[gr.Textbox, gr.Button]:
     """An item's image and details, shown when its id changes; returns the id and Find similar."""
-    item_id = gr.Textbox(label="Item id", placeholder="click an image")
+    item_id = gr.Textbox(label="Item id", placeholder="click an image", elem_id="item-id")
     image = gr.Image(label="Image", interactive=False)
     text = gr.Markdown(label="details")
     item = gr.JSON(visible=False, label="item")
