@@ -49,5 +49,6 @@ def test_a_running_library_picks_up_an_updated_collection(tmp_path, fake_encoder
     picture("green", "green").save(root / "new.png")
     build(config(root), out, progress=False, update=True)
     assert handlers.browse(library, "c", [], 1)[3] == "Page 1 of 1 · 13 items"
+    assert handlers.item_details(library, "c", "new.png")[2]["id"] == "new.png"
     _, hits = handlers.image_search(library, "c", None, "new.png", 1, 0)
-    assert hits[0]["id"] == "new.png"
+    assert len(hits) == 1 and hits[0]["id"] != "new.png"  # known, and its search finds the others
