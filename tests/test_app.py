@@ -372,10 +372,13 @@ def test_impossible_filters_explain_themselves_and_a_switch_clears_results(serve
     expect(page.locator("div.prose.result-note:visible")).to_contain_text(
         f"No image is style {style} and genre {genre} at once: remove a filter", timeout=60_000)
     page.screenshot(path=tmp_path / "empty.png", full_page=True)
+    weight = page.get_by_label("number input for Weight of tag 1")
+    expect(weight).to_be_disabled()  # until a tag is picked
     page.get_by_label("Tag 1", exact=True).click()
     expect(page.get_by_role("option", name="Impressionism (style)", exact=True)).to_be_visible()
     assert not [o for o in page.get_by_role("option").all_inner_texts() if ":" in o]  # words, not "style:..."
-    page.keyboard.press("Escape")
+    page.get_by_role("option", name="Impressionism (style)", exact=True).click()
+    expect(weight).to_be_enabled()
     page.get_by_role("tab", name="Search").click()
     page.get_by_label("Describe the image").fill("a portrait")
     page.get_by_label("Describe the image").press("Enter")

@@ -317,10 +317,13 @@ def omni_tab(shared: Controls) -> tuple[gr.Dropdown, list[gr.Dropdown], Results]
                     with gr.Group():
                         slots.append(gr.Dropdown(tag_options(shared.start["tags"]), value=None, label=f"Tag {i + 1}",
                                                  allow_custom_value=True))
-                        slots.append(gr.Slider(-2, 2, value=1, step=0.1, label=f"Weight of tag {i + 1}"))
+                        slots.append(gr.Slider(-2, 2, value=1, step=0.1, label=f"Weight of tag {i + 1}",
+                                               interactive=False))  # until a tag is picked
                 go = gr.Button("Search", variant="primary", elem_id="omni-go")
             with gr.Column(scale=3):
                 panel = result_panel()
+    for tag, weight in zip(slots[::2], slots[1::2]):
+        tag.change(lambda t: gr.Slider(interactive=bool(t)), tag, weight, api_visibility="private")
     wire_search([go.click, text.submit], shared.handler(handlers.omni_search),
                 [shared.collection, text, filters, *slots, shared.k, shared.min_score], panel, shared,
                 "omni_search", filters)
