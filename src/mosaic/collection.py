@@ -433,10 +433,10 @@ class Collection:
 
     def item_captions(self, row: int, human: bool = False) -> list[str]:
         """An item's captions, in order; with `human`, only those written by people."""
-        rows = [int(i) for i in self.caption_rows([row])[0]]
+        rows = self.caption_rows([row])[0]
         if human:
-            rows = [i for i in rows if self.captions["kind"][i].as_py() == "human"]
-        return [self.captions["text"][i].as_py() for i in rows]
+            rows = rows[np.isin(rows, self.human_captions)]
+        return [self.captions["text"][int(i)].as_py() for i in rows]
 
     def caption_rows(self, items) -> tuple[np.ndarray, np.ndarray]:
         """The caption rows of `items` (item rows), in caption order for each item, and for each

@@ -82,7 +82,8 @@ class SearchService:
         n = min(self._fetch(k, offset, distinct) + (itself is not None), len(self.collection))
         q = self._image_query(image)
         scores, rows = self._search("image", q, n, self.collection.filter_rows(filters))
-        scores, rows = scores[rows != itself], rows[rows != itself]
+        if itself is not None:
+            scores, rows = scores[rows != itself], rows[rows != itself]
         rows, scores, _ = self._page(rows, scores, {}, k, offset, distinct)
         hits = self._rate(self._hits(rows, scores), self.exact["image"].scores(q, self.reference)[0])
         for h in hits:

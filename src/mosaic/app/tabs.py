@@ -461,7 +461,7 @@ def scenes_tab(shared: Controls) -> ScenesTab:
         gr.Markdown("Driving collections: play a scene, or find a moment in it; the best matches are marked "
                     "▲ on the timeline and the search jumps to the best one.", elem_classes="hint")
         empty = gr.Markdown(f"**{render.NO_SCENES_TEXT}**", visible=not scenes)
-        with gr.Column(visible=bool(scenes)) as shown:
+        with gr.Column(visible=bool(scenes)) as viewer:
             with gr.Row():
                 scene = gr.Dropdown(scenes, value=scenes[0] if scenes else None, label="Scene", scale=2,
                                     allow_custom_value=True, min_width=160)
@@ -491,7 +491,7 @@ def scenes_tab(shared: Controls) -> ScenesTab:
     timer.tick(tick, [shared.collection, frames, position], [position, image, info, timeline, timer],
                api_visibility="private", show_progress="hidden")
     timeline.click(seek, [shared.collection, frames], [position, image, info, timeline], api_visibility="private")
-    return ScenesTab(scene, shown, empty, tab, load, show)
+    return ScenesTab(scene, viewer, empty, tab, load, show)
 
 
 def humor_tab(shared: Controls) -> None:
