@@ -90,10 +90,10 @@ def scores(heads, check: dict, mix: float) -> list[float]:
     """t2i R@1, R@10, i2t R@1, R@10 at `mix` on a check: image features, frozen and tuned caption
     embeddings, owners and the item rows to score."""
     from mosaic.evaluate import Pairs, directions
+    from mosaic.models.lite import Ensemble
 
-    heads.config["mix"] = mix
     with torch.no_grad():
-        images = heads.embed_images(torch.from_numpy(check["images"]))
+        images = Ensemble.of([heads], mix).embed_images(torch.from_numpy(check["images"]))
         frozen = torch.from_numpy(check["texts"])
         trained = F.normalize(heads.text(check["tuned"]), dim=-1)
         texts = trained if mix >= 1 else torch.cat([trained * mix ** 0.5, frozen * (1 - mix) ** 0.5], dim=-1)

@@ -405,7 +405,7 @@ def test_load_more_shows_while_pages_come_full_and_fit_under_the_cap():
 
 
 @pytest.mark.browser
-def test_browse_closes_an_item_a_filter_takes_away(server, browser, wikiart):
+def test_browse_pager_and_an_item_a_filter_takes_away(server, browser, wikiart):
     from playwright.sync_api import expect
 
     c = wikiart.collection
@@ -413,15 +413,29 @@ def test_browse_closes_an_item_a_filter_takes_away(server, browser, wikiart):
     other = next(s for s in c.filter_fields()["style"] if s != first["style"])
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(server + "?collection=wikiart&tab=browse")
+    back, forward = page.get_by_role("button", name="◀ Previous"), page.get_by_role("button", name="Next ▶")
+    similar = page.get_by_role("button", name="Find similar images")
+    expect(page.get_by_text("Page 1 of 2 · 30 items")).to_be_visible(timeout=60_000)
+    expect(back).to_be_disabled(timeout=30_000)
+    expect(forward).to_be_enabled()
+    expect(similar).to_be_disabled()  # no item yet
+    forward.click()
+    expect(page.get_by_text("Page 2 of 2 · 30 items")).to_be_visible(timeout=30_000)
+    expect(forward).to_be_disabled(timeout=30_000)
+    back.click()
+    expect(back).to_be_disabled(timeout=30_000)
     page.locator(".results.browse .thumbnail-item").first.click()
     item = page.get_by_label("Item id", exact=True)
     expect(item).to_have_value(first["id"], timeout=60_000)
+    expect(similar).to_be_enabled(timeout=30_000)
     box = page.locator("#browse-filters input")
     box.click()
     box.fill(other)
     page.get_by_role("option", name=f"style: {other}", exact=True).click()
     page.keyboard.press("Escape")
     expect(item).to_have_value("", timeout=30_000)  # its details gone with it
+    expect(similar).to_be_disabled(timeout=30_000)
+    expect(forward).to_be_disabled()  # one page of that style
     page.close()
 
 

@@ -87,6 +87,7 @@ def test_defaults_come_from_the_config_dataclasses():
     (("search", "{tiny}", "dog", "--tag", "calm"), "should look like category:tag=weight"),
     (("search", "{tiny}", "dog", "--ray"), "give --shard-rows too"),
     (("train", "{tiny}", "--out", "model.bin"), "should end in .pt"),
+    (("train", "{tiny}", "--members", "0"), "--members must be at least 1"),
     (("build", "folder", "{images}", "--model", "typo", "--out", "{tmp}/c"), "Unknown model spec 'typo'"),
     (("build", "folder", "{images}", "--workers", "0", "--out", "{tmp}/c"), "--workers must be at least 1"),
     (("humor", "score", "{tmp}", "{tmp}/x.csv", "--columns", "answer"), "column 'answer' should look like"),

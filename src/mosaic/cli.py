@@ -155,8 +155,10 @@ def cmd_train(args) -> None:
     out = args.out or ARTIFACTS / "models" / f"{Path(args.collection).name}.pt"
     if out.suffix != ".pt":
         raise UsageError(f"--out {out} should end in .pt")
-    config = TrainConfig(rounds=args.rounds, epochs=args.epochs, negatives=args.negatives, seed=args.seed,
-                         mix_tolerance=args.mix_tolerance)
+    if args.members < 1:
+        raise UsageError("--members must be at least 1")
+    config = TrainConfig(rounds=args.rounds, epochs=args.epochs, negatives=args.negatives, members=args.members,
+                         seed=args.seed, mix_tolerance=args.mix_tolerance)
     print(train(_collection_path(args.collection), out, config, resume=args.resume, progress=not args.quiet))
 
 
@@ -428,7 +430,10 @@ def _add_train(p) -> None:
     p.add_argument("--epochs", type=int, default=d.epochs, help="epochs per round (default: %(default)s)")
     p.add_argument("--negatives", type=int, default=d.negatives,
                    help="hard negatives mined per caption, 0: no mining (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seeds the heads and the batches (default: %(default)s)")
+    p.add_argument("--members", type=int, default=d.members,
+                   help="runs trained, each with its own seed; the checkpoint averages their scores (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="seeds the first run's heads and batches; run k has seed + k (default: %(default)s)")
     p.add_argument("--mix-tolerance", type=float, default=d.mix_tolerance,
                    help="validation points given up for a more zero-shot, more robust mix; 0 takes the "
                         "best-scoring mix (default: %(default)s)")

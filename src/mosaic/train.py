@@ -5,10 +5,12 @@ Towers (EfficientNet-Lite0, MiniLM) stay frozen: their outputs for the collectio
 human captions are computed once and cached. Round 0 trains the heads with a symmetric InfoNCE
 loss (in-batch negatives, learnable temperature); every later round first mines, with the current
 heads, the highest-ranked wrong training images of each training caption, then trains on with
-those images added to the batches as extra negatives.
+those images added to the batches as extra negatives. `members` runs, each with its own seed (its
+own initial heads, batches and mined negatives), are trained this way, and the checkpoint averages
+their scores (`Ensemble`).
 
 Heads trained on one collection fit its domain and lose the zero-shot model's breadth, so the
-checkpoint ensembles them with the zero-shot model (`Heads.mix`, WiSE-FT in score space). The mix
+checkpoint also ensembles them with the zero-shot model (`Ensemble.mix`, WiSE-FT in score space). The mix
 is chosen on a validation share of the train split that training never sees: the most zero-shot
 mix whose validation score (mean of R@1 and R@10, both directions) is within `mix_tolerance`
 points of the best. The test split (evaluate.split_rows) and an out-of-domain check (scikit-image's
@@ -16,7 +18,8 @@ bundled photos and their written descriptions) are scored after each round and f
 mix, for the record; neither chooses anything.
 
     <out>.pt          the final heads: `--model lite:<out>.pt` for build, search and the app
-    <out>/            features.npz, round_N.pt, negatives_N.npy, history.json (what --resume reads)
+    <out>/            features.npz, history.json (every member's rounds, the mix, the final checks)
+    <out>/member-K/   round_N.pt, negatives_N.npy, history.json (what --resume reads)
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ from tqdm import tqdm
 from .collection import Collection
 from .errors import CollectionError
 from .evaluate import Pairs, directions, split_rows
-from .models.lite import Heads, LiteEncoder, ZeroShot
+from .models.lite import Ensemble, Heads, LiteEncoder, ZeroShot
 from .util import save_figure, save_module, write_json
 
 log = logging.getLogger("mosaic")
@@ -42,7 +45,7 @@ log = logging.getLogger("mosaic")
 
 @dataclass
 class TrainConfig:
-    rounds: int = 3  # hard-negative rounds after the first, plain one
+    rounds: int = 2  # hard-negative rounds after the first, plain one
     epochs: int = 8  # per round
     batch_size: int = 128
     lr: float = 5e-4
@@ -52,6 +55,7 @@ class TrainConfig:
     negatives: int = 3  # mined per training caption; one of them joins each batch (0: no mining)
     validation: float = 0.125  # share of the train images held out to choose the mix
     mix_tolerance: float = 2.0  # points of validation score given up for a more zero-shot (robust) mix
+    members: int = 3  # runs, seeded seed, seed + 1, ...; the checkpoint averages their scores
     seed: int = 0
 
 
@@ -167,7 +171,7 @@ def mine(heads: Heads, images: torch.Tensor, texts: torch.Tensor, owner: np.ndar
     return train[scores.topk(n, dim=1).indices.numpy()]
 
 
-def embedded_pairs(heads: Heads, images: torch.Tensor, texts: torch.Tensor, owner: np.ndarray,
+def embedded_pairs(heads: Heads | Ensemble, images: torch.Tensor, texts: torch.Tensor, owner: np.ndarray,
                    rows: np.ndarray) -> Pairs:
     """The items `rows` and their captions, embedded by the heads (in eval mode)."""
     was_training = heads.training
@@ -178,13 +182,13 @@ def embedded_pairs(heads: Heads, images: torch.Tensor, texts: torch.Tensor, owne
     return pairs
 
 
-def evaluate_heads(heads: Heads, images: torch.Tensor, texts: torch.Tensor, owner: np.ndarray,
+def evaluate_heads(heads: Heads | Ensemble, images: torch.Tensor, texts: torch.Tensor, owner: np.ndarray,
                    rows: np.ndarray) -> dict:
     """Both directions over the items `rows` (all of them as candidates)."""
     return directions(embedded_pairs(heads, images, texts, owner, rows))
 
 
-def checks(heads: Heads, images, texts, owner, test_rows, ood: dict) -> dict:
+def checks(heads: Heads | Ensemble, images, texts, owner, test_rows, ood: dict) -> dict:
     """The test split and the out-of-domain check, scored with the heads as they are."""
     n = len(ood["images"])
     return {"test": evaluate_heads(heads, images, texts, owner, test_rows),
@@ -203,7 +207,7 @@ def summary_score(report: dict) -> float:
     return float(np.mean([report[d][m] for d in ("t2i", "i2t") for m in ("R@1", "R@10")]))
 
 
-def choose_mix(heads: Heads, images, texts, owner, rows: np.ndarray, tolerance: float) -> tuple[float, list[dict]]:
+def choose_mix(heads: Ensemble, images, texts, owner, rows: np.ndarray, tolerance: float) -> tuple[float, list[dict]]:
     """The most zero-shot mix (see the module docstring) whose score on the validation `rows` is
     within `tolerance` points of the best, and every mix's score."""
     tried = []
@@ -223,27 +227,48 @@ def train(collection: str | Path, out: str | Path, config: TrainConfig, resume: 
     c = Collection.load(collection)
     out = Path(out)
     work = out.with_suffix("")
+    if work.exists() and not resume:
+        raise CollectionError(f"{work} exists: use --resume to continue it, or remove it to start over.")
     train_rows, test_rows = split or (split_rows(c.ids(), "train"), split_rows(c.ids(), "test"))
     custom = {"test_rows": hashlib.sha1(np.asarray(test_rows, np.int64).tobytes()).hexdigest()} if split else {}
     zero_shot = {**asdict(ZeroShot()), "prompts": list(ZeroShot().prompts)}  # as history.json reads back
-    rounds = Rounds(work, {"collection": str(Path(collection)), "items": len(c), **custom, **asdict(config),
-                           "zero_shot": zero_shot}, resume)
+    settings = {"collection": str(Path(collection)), "items": len(c), **custom, **asdict(config), "zero_shot": zero_shot}
 
+    work.mkdir(parents=True, exist_ok=True)
     feats = tower_features(c, work, progress)
     images, texts = torch.from_numpy(feats["images"]), torch.from_numpy(feats["texts"])
     owner = feats["owner"]
     ood = ood_features(work)
     val_rows = validation_rows(c.ids(), train_rows, config.validation)
-    train_rows = np.setdiff1d(train_rows, val_rows)
-    train_caps = np.flatnonzero(np.isin(owner, train_rows))
+    data = {"images": images, "texts": texts, "owner": owner, "train_rows": np.setdiff1d(train_rows, val_rows),
+            "test_rows": test_rows, "ood": ood}
+    shaping = {key: v for key, v in settings.items() if key not in ("mix_tolerance", "members")}  # a run's rounds
+    runs = [Rounds(work / f"member-{k}", {**shaping, "seed": config.seed + k}, resume) for k in range(config.members)]
+    ensemble = Ensemble.of([train_member(run, data, config, progress) for run in runs])
 
-    torch.manual_seed(config.seed)
-    heads = Heads(images.shape[1], texts.shape[1], config.dim, config.hidden, zero_shot=zero_shot)
+    mix, tried = choose_mix(ensemble, images, texts, owner, val_rows, config.mix_tolerance)
+    history = {"settings": settings, "members": [run.history["rounds"] for run in runs],
+               "mix": {"chosen": mix, "validation_images": len(val_rows), "tried": tried},
+               "final": checks(ensemble, images, texts, owner, test_rows, ood)}
+    log.info("mix %.1f: %s", mix, checks_line(history["final"]))
+    write_json(work / "history.json", history)
+    plot_history(history, work / "history.png")
+    save_module(ensemble, out, history=history)
+    return out
+
+
+def train_member(rounds: Rounds, data: dict, config: TrainConfig, progress: bool) -> Heads:
+    """One run's heads, trained (or resumed) round by round as the module docstring says."""
+    images, texts, owner, train_rows = data["images"], data["texts"], data["owner"], data["train_rows"]
+    train_caps = np.flatnonzero(np.isin(owner, train_rows))
+    seed = rounds.history["settings"]["seed"]
+    torch.manual_seed(seed)
+    heads = Heads(images.shape[1], texts.shape[1], config.dim, config.hidden, zero_shot=rounds.history["settings"]["zero_shot"])
     heads.image_mean.copy_(images[train_rows].mean(0))
     heads.image_std.copy_(images[train_rows].std(0) + 1e-6)
     optimizer = torch.optim.AdamW(heads.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     rounds.restore(heads, optimizer)
-    rng = np.random.default_rng(config.seed + rounds.done)
+    rng = np.random.default_rng(seed + rounds.done)
 
     for r in range(rounds.done, config.rounds + 1):
         negatives = None
@@ -251,7 +276,7 @@ def train(collection: str | Path, out: str | Path, config: TrainConfig, resume: 
             negatives = mine(heads, images, texts[train_caps], owner[train_caps], train_rows, config.negatives)
             rounds.save_negatives(r, negatives)
         losses = []
-        for batch in batches(rng, len(train_caps), config, f"round {r}", progress):
+        for batch in batches(rng, len(train_caps), config, f"seed {seed}, round {r}", progress):
             extra = None
             if negatives is not None:  # one mined image per caption, never a batch positive
                 picked = negatives[batch, rng.integers(0, config.negatives, len(batch))]
@@ -263,35 +288,28 @@ def train(collection: str | Path, out: str | Path, config: TrainConfig, resume: 
             losses.append(loss.item())
         entry = {"round": r, "hard_negatives": negatives is not None, "loss": round(float(np.mean(losses[-20:])), 4),
                  "temperature": round(float(1 / heads.logit_scale.detach().exp()), 4),
-                 **checks(heads, images, texts, owner, test_rows, ood)}
+                 **checks(heads, images, texts, owner, data["test_rows"], data["ood"])}
         rounds.finish(entry, heads, optimizer)
-        log.info("round %d: loss %.3f, %s", r, entry["loss"], checks_line(entry))
-
-    mix, tried = choose_mix(heads, images, texts, owner, val_rows, config.mix_tolerance)
-    history = {**rounds.history, "mix": {"chosen": mix, "validation_images": len(val_rows), "tried": tried},
-               "final": checks(heads, images, texts, owner, test_rows, ood)}
-    log.info("mix %.1f: %s", mix, checks_line(history["final"]))
-    write_json(rounds.file, history)
-    plot_history(history, work / "history.png")
-    save_module(heads, out, history=history)
-    return out
+        log.info("seed %d, round %d: loss %.3f, %s", seed, r, entry["loss"], checks_line(entry))
+    return heads.eval()
 
 
 def plot_history(history: dict, path: Path) -> None:
-    """Text->image R@1 and R@10 of the heads alone at each round, on the test split and out of
-    domain; and the validation score of each mix, the chosen one marked."""
+    """Text->image R@1 and R@10 of the heads alone at each round (the mean over the members), on
+    the test split and out of domain; and the validation score of each mix, the chosen one marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (by_round, by_mix) = plt.subplots(1, 2, figsize=(9, 3.5))
-    x = [r["round"] for r in history["rounds"]]
+    members = history["members"]
+    x = [r["round"] for r in members[0]]
     for check, style in (("test", "o-"), ("out_of_domain", "s--")):
         for metric in ("R@1", "R@10"):
-            by_round.plot(x, [r[check]["t2i"][metric] for r in history["rounds"]], style,
+            by_round.plot(x, np.mean([[r[check]["t2i"][metric] for r in m] for m in members], 0), style,
                           label=f"{check.replace('_', ' ')}, t2i {metric}")
-    by_round.set(xlabel="round (heads alone)", ylabel="%", xticks=x)
+    by_round.set(xlabel=f"round (heads alone, mean of {len(members)})", ylabel="%", xticks=x)
     by_round.legend(fontsize=7)
     tried = history["mix"]["tried"]
     by_mix.plot([t["mix"] for t in tried], [t["score"] for t in tried], "o-", label="validation score")

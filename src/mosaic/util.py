@@ -72,15 +72,16 @@ def save_module(module, path: Path, **extra) -> None:
     os.replace(tmp, path)
 
 
-def load_module(cls, path: Path, what: str):
+def load_module(cls, path: Path, what: str, upgrade=None):
     """A module saved by `save_module`, in eval mode; a file that is not one is a SourceError
-    saying it should be `what`."""
+    saying it should be `what`. `upgrade` rewrites a checkpoint of an older layout first."""
     import torch
 
     from .errors import SourceError
 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = upgrade(ckpt) if upgrade else ckpt
         module = cls(**ckpt["config"])
         module.load_state_dict(ckpt["state"])
     except Exception as e:  # noqa: BLE001 - garbage bytes fail inside the unpickler in any way (IndexError too)

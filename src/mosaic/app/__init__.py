@@ -24,7 +24,8 @@ CSS = """
 .hint p { margin: 0; color: var(--body-text-color-subdued); }
 .results .fixed-height { max-height: none !important; }  /* every result row shown: the page scrolls, not the grid */
 .results .caption-label { white-space: normal; max-width: 100%; display: -webkit-box; -webkit-line-clamp: 2;
-                          -webkit-box-orient: vertical; overflow: hidden; }
+                          -webkit-box-orient: vertical; overflow: hidden;
+                          padding-bottom: 0; border-bottom: 4px solid transparent; }  /* no third line in the padding */
 .strip .grid-container { grid-template-columns: none !important; grid-auto-flow: column;
                          grid-auto-columns: minmax(110px, 1fr); grid-template-rows: 130px !important; }
 .strip .grid-wrap { overflow-x: auto; overflow-y: hidden; }

@@ -374,9 +374,8 @@ def browse(library: Library, collection: str, filters: list[str] | None,
         page: the page, from 1 (24 items a page)
     """
     service = library[collection]
-    rows = service.collection.filter_rows(parse_filters(filters))
-    rows = np.arange(len(service.collection)) if rows is None else rows
-    pages = max(1, math.ceil(len(rows) / PAGE_SIZE))
+    rows = browsed_rows(service, filters)
+    pages = page_count(rows)
     page = min(max(1, int(page or 1)), pages)
     items = [service.details(int(r)) for r in rows[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]]
     for d in items:
@@ -385,6 +384,21 @@ def browse(library: Library, collection: str, filters: list[str] | None,
     if not len(rows):
         return grid, items, 1, f"No image is {_filter_words(filters)} at once: remove a filter."
     return grid, items, page, f"Page {page} of {pages} · {len(rows)} items"
+
+
+def browsed_rows(service: SearchService, filters: list[str] | None) -> np.ndarray:
+    """The rows browse pages through: the items the filters keep, in the collection's order."""
+    rows = service.collection.filter_rows(parse_filters(filters))
+    return np.arange(len(service.collection)) if rows is None else rows
+
+
+def page_count(rows: np.ndarray) -> int:
+    return max(1, math.ceil(len(rows) / PAGE_SIZE))
+
+
+def pages(library: Library, collection: str, filters: list[str] | None) -> int:
+    """How many pages browse shows of a collection with these filters."""
+    return page_count(browsed_rows(library[collection], filters))
 
 
 def turn_page(page: float | None, move: int) -> int:

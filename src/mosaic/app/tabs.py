@@ -330,6 +330,10 @@ def omni_tab(shared: Controls) -> tuple[gr.Dropdown, list[gr.Dropdown], Results]
     return filters, slots[::2], panel
 
 
+COMPOSED_METHODS = [("Blend the picture with the words", "sum"), ("Turn the picture towards the words", "slerp"),
+                    ("Rewrite the picture's caption with the change", "text")]  # (label, ComposedSearch method)
+
+
 def composed_tab(shared: Controls) -> Results:
     """Search by a reference image and a text saying what should change."""
     with gr.Tab("Composed", id="composed"):
@@ -341,10 +345,9 @@ def composed_tab(shared: Controls) -> Results:
                 item_id = gr.Textbox(label="...or a reference item's id")
                 preview = gr.Image(label="Reference", interactive=False, height=200, visible=False)
                 text = gr.Textbox(label="What should change", placeholder="the same scene but at night")
-                method = gr.Radio(["sum", "slerp", "text"], value="sum", label="Method",
-                                  info="sum: mix the picture and the words; slerp: turn the picture towards the "
-                                       "words; text: rewrite the reference's caption with the change")
-                weight = gr.Slider(0, 1, value=0.5, step=0.05, label="Weight of the words", info="sum and slerp")
+                method = gr.Radio(COMPOSED_METHODS, value="sum", label="How to combine them")
+                weight = gr.Slider(0, 1, value=0.5, step=0.05, label="Weight of the words",
+                                   info="how far the words pull away from the picture (not for a rewritten caption)")
                 go = gr.Button("Search", variant="primary")
             with gr.Column(scale=3):
                 panel = result_panel()
@@ -390,6 +393,7 @@ def browse_tab(shared: Controls) -> BrowseTab:
     show = dict(fn=shared.handler(handlers.browse), inputs=[shared.collection, filters, number],
                 outputs=[grid, items, number, info], api_visibility="private")
     number.submit(**{**show, "api_visibility": "public"}, api_name="browse")
+    info.change(pager(shared), [shared.collection, filters, number], [back, forward], api_visibility="private")
     filters.change(**show).then(shown_item, [items, item_id], item_id, api_visibility="private")
     for button, move in ((back, -1), (forward, 1)):
         button.click(partial(handlers.turn_page, move=move), number, number, api_visibility="private").then(**show)
@@ -399,6 +403,15 @@ def browse_tab(shared: Controls) -> BrowseTab:
     grid.select(pick, items, item_id, api_visibility="private")
     grid.select(None, None, None, js=SHOW_ITEM, api_visibility="private")
     return BrowseTab(tab, filters, number, item_id, similar, show)
+
+
+def pager(shared: Controls) -> Callable:
+    """Previous and Next, each switched off where there is no page to turn to."""
+    count = shared.handler(handlers.pages)
+
+    def buttons(collection: str, filters: list[str] | None, page: float | None):
+        return gr.Button(interactive=(page or 1) > 1), gr.Button(interactive=(page or 1) < count(collection, filters))
+    return buttons
 
 
 def shown_item(items: list[dict] | None, item_id: str) -> str:
@@ -412,9 +425,10 @@ def item_panel(shared: Controls) -> tuple[gr.Textbox, gr.Button]:
     image = gr.Image(label="Image", interactive=False)
     text = gr.Markdown(label="details")
     item = gr.JSON(visible=False, label="item")
-    similar = gr.Button("Find similar images")
+    similar = gr.Button("Find similar images", interactive=False)
     item_id.change(shared.handler(handlers.item_details), [shared.collection, item_id], [image, text, item],
                    api_name="item_details")
+    item_id.change(lambda i: gr.Button(interactive=bool((i or "").strip())), item_id, similar, api_visibility="private")
     return item_id, similar
 
 

@@ -154,23 +154,17 @@ def label_caption(labels: list[tuple[str, float]]) -> str:
 
 
 class Heads(torch.nn.Module):
-    """Trained projection heads over the frozen towers (`lite:<checkpoint>`).
+    """One training run's projection heads over the frozen towers.
 
     image: standardised [pooled EfficientNet features, zero-shot label embedding] -> MLP -> dim
     text:  MiniLM sentence embedding -> linear -> dim
-    Both outputs are L2-normalised; `logit_scale` is the learnable inverse temperature.
-
-    With `mix` below 1, the heads are ensembled with the zero-shot model in score space (WiSE-FT,
-    Wortsman et al. 2022, for two models whose spaces differ): an embedding is the trained one
-    scaled by sqrt(mix) next to the zero-shot one (the label embedding, or MiniLM's) scaled by
-    sqrt(1 - mix), so every dot product is mix * trained score + (1 - mix) * zero-shot score and
-    stays unit-length (`out_dim` = dim + text_in)."""
+    Both outputs are L2-normalised; `logit_scale` is the learnable inverse temperature."""
 
     def __init__(self, image_in: int, text_in: int, dim: int = 256, hidden: int = 512,
-                 input_dropout: float = 0.5, dropout: float = 0.5, mix: float = 1.0, zero_shot: dict | None = None):
+                 input_dropout: float = 0.5, dropout: float = 0.5, zero_shot: dict | None = None):
         super().__init__()
         self.config = {"image_in": image_in, "text_in": text_in, "dim": dim, "hidden": hidden,
-                       "input_dropout": input_dropout, "dropout": dropout, "mix": mix,
+                       "input_dropout": input_dropout, "dropout": dropout,
                        "zero_shot": zero_shot or asdict(FIRST_ZERO_SHOT)}
         nn = torch.nn
         self.image = nn.Sequential(nn.Dropout(input_dropout), nn.Linear(image_in, hidden), nn.GELU(),
@@ -180,6 +174,34 @@ class Heads(torch.nn.Module):
         self.register_buffer("image_mean", torch.zeros(image_in))
         self.register_buffer("image_std", torch.ones(image_in))
 
+    def embed_images(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.image((x - self.image_mean) / self.image_std), dim=-1)
+
+    def embed_texts(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.text(x), dim=-1)
+
+
+class Ensemble(torch.nn.Module):
+    """`lite:<checkpoint>`: the heads of several training runs (`members`, each a `Heads` config)
+    as one model, ensembled with the zero-shot model.
+
+    A dot product of two embeddings is the members' mean trained score, mixed with the zero-shot
+    score in score space (WiSE-FT, Wortsman et al. 2022, for two models whose spaces differ):
+    each member's embedding scaled by sqrt(mix / members), next to the zero-shot one (the label
+    embedding, or MiniLM's) scaled by sqrt(1 - mix). Every dot product is then mix * trained score
+    + (1 - mix) * zero-shot score, and embeddings stay unit-length."""
+
+    def __init__(self, members: list[dict], mix: float = 1.0):
+        super().__init__()
+        self.config = {"members": members, "mix": mix}
+        self.members = torch.nn.ModuleList(Heads(**m) for m in members)
+
+    @classmethod
+    def of(cls, members: list[Heads], mix: float = 1.0) -> Ensemble:
+        ensemble = cls([m.config for m in members], mix)
+        ensemble.members = torch.nn.ModuleList(members)
+        return ensemble
+
     @property
     def mix(self) -> float:
         return self.config["mix"]
@@ -187,25 +209,38 @@ class Heads(torch.nn.Module):
     @property
     def zero_shot(self) -> ZeroShot:
         """The zero-shot settings of the image features the heads were trained on."""
-        settings = self.config["zero_shot"]
+        settings = self.members[0].config["zero_shot"]
         return ZeroShot(**{**settings, "prompts": tuple(settings["prompts"])})
 
     @property
     def out_dim(self) -> int:
-        return self.config["dim"] + (self.config["text_in"] if self.mix < 1 else 0)
+        first = self.members[0].config
+        return first["dim"] * len(self.members) + (first["text_in"] if self.mix < 1 else 0)
 
     def embed_images(self, x: torch.Tensor) -> torch.Tensor:
-        trained = torch.nn.functional.normalize(self.image((x - self.image_mean) / self.image_std), dim=-1)
-        return self._mixed(trained, x[:, -self.config["text_in"]:])
+        return self._mixed("embed_images", x, x[:, -self.members[0].config["text_in"]:])
 
     def embed_texts(self, x: torch.Tensor) -> torch.Tensor:
-        return self._mixed(torch.nn.functional.normalize(self.text(x), dim=-1), x)
+        return self._mixed("embed_texts", x, x)
 
-    def _mixed(self, trained: torch.Tensor, zero_shot: torch.Tensor) -> torch.Tensor:
-        if self.mix >= 1:
-            return trained
-        return torch.cat([trained * self.mix ** 0.5, zero_shot * (1 - self.mix) ** 0.5], dim=-1)
+    def _mixed(self, method: str, x: torch.Tensor, zero_shot: torch.Tensor) -> torch.Tensor:
+        trained = torch.cat([getattr(m, method)(x) for m in self.members], -1) * (self.mix / len(self.members)) ** 0.5
+        return trained if self.mix >= 1 else torch.cat([trained, zero_shot * (1 - self.mix) ** 0.5], dim=-1)
 
+
+def one_run_checkpoint(ckpt: dict) -> dict:
+    """A checkpoint written before ensembles (one run's heads with their mix), as an ensemble of one."""
+    if "members" in ckpt["config"]:
+        return ckpt
+    config = dict(ckpt["config"])
+    mix = config.pop("mix", 1.0)
+    return {"config": {"members": [config], "mix": mix},
+            "state": {f"members.0.{k}": v for k, v in ckpt["state"].items()}}
+
+
+def load_checkpoint(path) -> Ensemble:
+    """A checkpoint written by `mosaic train`, of this layout or the one-run layout before it."""
+    return load_module(Ensemble, path, "a checkpoint written by `mosaic train`", upgrade=one_run_checkpoint)
 
 
 class LiteEncoder(DualEncoder):
@@ -219,7 +254,7 @@ class LiteEncoder(DualEncoder):
         self.text = _text_encoder(self.device)
         self.heads = None
         if checkpoint:
-            self.heads = load_module(Heads, checkpoint, "a checkpoint written by `mosaic train`").to(self.device)
+            self.heads = load_checkpoint(checkpoint).to(self.device)
         self.zero_shot = self.heads.zero_shot if self.heads else ZeroShot()
         self.label_embeddings = self.embed_labels(self.zero_shot.prompts)
         self.dim = self.heads.out_dim if self.heads else self.text.dim
