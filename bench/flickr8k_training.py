@@ -106,11 +106,12 @@ def heads_alone(checkpoint: Path, collection) -> dict:
 
 
 def by_round(members: list[list[dict]]) -> list[dict]:
-    """Each round's entry with its test report averaged over the runs (`mosaic train`'s members)."""
+    """Each round, with its test report averaged over the runs (`mosaic train`'s members)."""
     def mean(rounds: tuple[dict, ...], d: str, m: str) -> float:
         return round(float(np.mean([r["test"][d][m] for r in rounds])), 1 if m.startswith("R@") else 4)
 
-    return [{**rounds[0], "test": {d: {m: mean(rounds, d, m) for m in rounds[0]["test"][d]} for d in ("t2i", "i2t")}}
+    return [{"round": rounds[0]["round"], "hard_negatives": rounds[0]["hard_negatives"],
+             "test": {d: {m: mean(rounds, d, m) for m in rounds[0]["test"][d]} for d in ("t2i", "i2t")}}
             for rounds in zip(*members)]
 
 
@@ -147,8 +148,8 @@ def main() -> None:
     head = ("| model | t2i R@1 | t2i R@5 | t2i R@10 | t2i MRR | t2i NDCG@10 | i2t R@1 | i2t R@5 | i2t R@10 "
             "| i2t MRR | i2t NDCG@10 |\n|---|" + "---|" * 10)
     lines = [head, row("random scores", base["random"]), row("zero-shot `lite`", base)]
-    lines += [row(f"one run, round {h['round']} (no mining)", h["test"]) for h in control_history]
-    lines += [row(f"one run, round {h['round']}" + (" + hard negatives" if h["hard_negatives"]
+    lines += [row(f"a run alone (mean of 3), round {h['round']} (no mining)", h["test"]) for h in control_history]
+    lines += [row(f"a run alone (mean of 3), round {h['round']}" + (" + hard negatives" if h["hard_negatives"]
                                                     else " (in-batch negatives)"), h["test"]) for h in history]
     mix = json.loads((mined.with_suffix("") / "history.json").read_text())
     lines.append(row(f"trained checkpoint: the {len(mix['members'])} runs as one ensemble, heads alone",

@@ -3,8 +3,8 @@
 
 Three runs (seeds 0, 1 and 2, as `mosaic train` trains them) of 4 rounds each (one with in-batch
 negatives, three more with mined hard negatives) are trained on three splits of the Flickr8k
-sample's frozen-tower features; a schedule of fewer rounds is the runs' earlier round (the same
-seed and data order give the same heads):
+sample's frozen-tower features; a schedule of fewer rounds is the runs' earlier round (an
+uninterrupted run with the same seed and data order gives the same heads):
 - on the fixed split (800 train images; test: the 200 held-out images, in domain);
 - on two subject splits, where training never sees the test subjects: the 258 images whose
   captions mention a dog; and the 316 images whose captions mention snow, rocks, mountains or

@@ -436,6 +436,13 @@ def test_browse_pager_and_an_item_a_filter_takes_away(server, browser, wikiart):
     expect(item).to_have_value("", timeout=30_000)  # its details gone with it
     expect(similar).to_be_disabled(timeout=30_000)
     expect(forward).to_be_disabled()  # one page of that style
+    page.keyboard.press("Escape")
+    page.locator(".results.browse .thumbnail-item").first.click()
+    expect(similar).to_be_enabled(timeout=30_000)
+    page.get_by_label("Collection").click()
+    page.get_by_role("option", name="flickr").click()
+    expect(item).to_have_value("", timeout=30_000)  # no painting's id left to search the photos with
+    expect(similar).to_be_disabled()
     page.close()
 
 

@@ -146,6 +146,7 @@ def test_browse_pages_and_clamps_the_page(library, art, monkeypatch):
     assert handlers.browse(library, art, [], None)[2] == 1
     _, rococo, _, info = handlers.browse(library, art, ["style=Rococo"], 1)
     assert len(rococo) == 4 and info == "Page 1 of 1 · 4 items"
+    assert handlers.pages(library, art, []) == 3 and handlers.pages(library, art, ["style=Rococo"]) == 1
     assert handlers.turn_page(1, -1) == 1 and handlers.turn_page(2, 1) == 3
 
 

@@ -60,7 +60,7 @@ def test_mined_negatives_are_wrong_train_images_only(trained, flickr):
     assert not (negatives == owner[:, None]).any()
 
 
-def test_checkpoint_is_a_model_spec(trained, flickr):
+def test_checkpoint_is_a_model_spec(trained, flickr, monkeypatch):
     encoder = load_encoder(f"lite:{trained}")
     mix = encoder.heads.mix
     assert encoder.dim == (2 * 256 if mix == 1 else 2 * 256 + 384) and encoder.spec == f"lite:{trained}"
@@ -71,7 +71,7 @@ def test_checkpoint_is_a_model_spec(trained, flickr):
     assert img.shape == (1, encoder.dim) and txt.shape == (5, encoder.dim)
     assert (txt @ img.T).mean() > 0.2  # its own captions, in the trained space
     zero_shot = load_encoder("lite")
-    encoder.heads.config["mix"] = 1.0  # the heads alone
+    monkeypatch.setitem(encoder.heads.config, "mix", 1.0)  # the heads alone (the encoder is cached)
     alone = encoder.encode_texts(flickr.collection.item_captions(row)[:5]) @ encoder.encode_images([image]).T
     expected = mix * alone + (1 - mix) * (zero_shot.encode_texts(flickr.collection.item_captions(row)[:5])
                                           @ zero_shot.encode_images([image]).T)
@@ -82,19 +82,24 @@ def test_checkpoint_is_a_model_spec(trained, flickr):
 
 
 def test_a_checkpoint_of_one_run_written_before_ensembles_loads(trained, tmp_path):
-    from mosaic.models.lite import Ensemble, Heads
+    from mosaic.models.lite import FIRST_ZERO_SHOT, Heads
 
     ensemble = torch.load(trained, weights_only=True)
-    mix = ensemble["config"]["mix"]
+    mix = 0.4  # a one-run checkpoint's mix (its zero-shot part weighs 0.6)
     state = {k.removeprefix("members.0."): v for k, v in ensemble["state"].items() if k.startswith("members.0.")}
     config = ensemble["config"]["members"][0]
     torch.save({"config": {**config, "mix": mix}, "state": state}, tmp_path / "one-run.pt")  # one run's layout
     older = load_encoder(f"lite:{tmp_path / 'one-run.pt'}")
-    run = Heads(**config)
+    run = Heads(**config).eval()
     run.load_state_dict(state)
-    expected = Ensemble.of([run.eval()], mix).embed_texts(torch.from_numpy(older.text.encode(["a dog runs"])))
-    assert older.dim == 256 + (384 if mix < 1 else 0) and older.heads.mix == mix
+    x = torch.from_numpy(older.text.encode(["a dog runs"]))
+    expected = torch.cat([run.embed_texts(x) * mix ** 0.5, x * (1 - mix) ** 0.5], -1)  # one run's mix, as written then
+    assert older.dim == 256 + 384 and older.heads.mix == mix
     np.testing.assert_allclose(older.encode_texts(["a dog runs"]), expected.detach().numpy(), atol=1e-6)
+    first = {k: v for k, v in config.items() if k != "zero_shot"}  # the first layout: no mix, no zero-shot settings
+    torch.save({"config": first, "state": state}, tmp_path / "first.pt")
+    oldest = load_encoder(f"lite:{tmp_path / 'first.pt'}")
+    assert oldest.heads.mix == 1.0 and oldest.dim == 256 and oldest.zero_shot == FIRST_ZERO_SHOT
 
 
 def test_a_checkpoint_keeps_the_zero_shot_settings_it_was_trained_with(trained, tmp_path):
@@ -140,7 +145,7 @@ def test_interrupted_training_resumes_after_its_last_round(flickr, tmp_path, mon
     work = out.with_suffix("")
     done = [len(json.loads((work / f"member-{k}" / "history.json").read_text())["rounds"]) for k in (0, 1)]
     assert done == [3, 1] and not out.exists()
-    stamp = (work / "member-0" / "round_2.pt").stat().st_mtime_ns
+    stamps = [(work / f"member-{k}" / "round_0.pt").stat().st_mtime_ns for k in (0, 1)]
     monkeypatch.setattr(training, "mine", real_mine)
     with pytest.raises(CollectionError, match="--resume"):
         train(flickr.collection.path, out, config, progress=False)
@@ -149,7 +154,10 @@ def test_interrupted_training_resumes_after_its_last_round(flickr, tmp_path, mon
     train(flickr.collection.path, out, config, resume=True, progress=False)
     members = json.loads((work / "history.json").read_text())["members"]
     assert [[r["round"] for r in m] for m in members] == [[0, 1, 2]] * 2
-    assert (work / "member-0" / "round_2.pt").stat().st_mtime_ns == stamp and out.exists()
+    assert [(work / f"member-{k}" / "round_0.pt").stat().st_mtime_ns for k in (0, 1)] == stamps and out.exists()
+    with pytest.raises(CollectionError, match="before ensembles"):  # a work folder of one run, as written then
+        (work / "round_0.pt").write_bytes(b"")
+        train(flickr.collection.path, out, config, resume=True, progress=False)
 
 
 def test_training_needs_human_captions(flickr_dir, tmp_path):

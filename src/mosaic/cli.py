@@ -155,8 +155,6 @@ def cmd_train(args) -> None:
     out = args.out or ARTIFACTS / "models" / f"{Path(args.collection).name}.pt"
     if out.suffix != ".pt":
         raise UsageError(f"--out {out} should end in .pt")
-    if args.members < 1:
-        raise UsageError("--members must be at least 1")
     config = TrainConfig(rounds=args.rounds, epochs=args.epochs, negatives=args.negatives, members=args.members,
                          seed=args.seed, mix_tolerance=args.mix_tolerance)
     print(train(_collection_path(args.collection), out, config, resume=args.resume, progress=not args.quiet))

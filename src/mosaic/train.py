@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .collection import Collection
-from .errors import CollectionError
+from .errors import CollectionError, UsageError
 from .evaluate import Pairs, directions, split_rows
 from .models.lite import Ensemble, Heads, LiteEncoder, ZeroShot
 from .util import save_figure, save_module, write_json
@@ -57,6 +57,10 @@ class TrainConfig:
     mix_tolerance: float = 2.0  # points of validation score given up for a more zero-shot (robust) mix
     members: int = 3  # runs, seeded seed, seed + 1, ...; the checkpoint averages their scores
     seed: int = 0
+
+    def __post_init__(self):
+        if self.members < 1:
+            raise UsageError("--members must be at least 1")
 
 
 MIXES = np.round(np.linspace(0, 1, 11), 2)  # weights of the trained heads tried (0: zero-shot alone)
@@ -84,7 +88,7 @@ class Rounds:
             state = torch.load(self.work / f"round_{self.done - 1}.pt", weights_only=True)
             model.load_state_dict(state["state"])
             optimizer.load_state_dict(state["optimizer"])
-            log.info("resuming after round %d", self.done - 1)
+            log.info("%s: resuming after round %d", self.work.name, self.done - 1)
 
     def save_negatives(self, r: int, negatives: np.ndarray) -> None:
         np.save(self.work / f"negatives_{r}.npy", negatives)
@@ -229,6 +233,8 @@ def train(collection: str | Path, out: str | Path, config: TrainConfig, resume: 
     work = out.with_suffix("")
     if work.exists() and not resume:
         raise CollectionError(f"{work} exists: use --resume to continue it, or remove it to start over.")
+    if (work / "round_0.pt").exists():
+        raise CollectionError(f"{work} holds a training of one run, from before ensembles: remove it to start over.")
     train_rows, test_rows = split or (split_rows(c.ids(), "train"), split_rows(c.ids(), "test"))
     custom = {"test_rows": hashlib.sha1(np.asarray(test_rows, np.int64).tobytes()).hexdigest()} if split else {}
     zero_shot = {**asdict(ZeroShot()), "prompts": list(ZeroShot().prompts)}  # as history.json reads back

@@ -79,7 +79,7 @@ def build_app(library: Library, cache_sweep: tuple[int, int] = CACHE_SWEEP) -> g
         cleared = [c for p in panels for c in p.clearable()]
         reset = dict(fn=shared.handler(tabs.on_collection), inputs=collection,
                      outputs=[about, strip, search.examples, omni_filters, browse.filters, *omni_tags, scenes.scene,
-                              scenes.player, scenes.empty, browse.page], api_visibility="private")
+                              scenes.player, scenes.empty, browse.page, browse.item_id], api_visibility="private")
         clear = dict(fn=lambda: sum((p.cleared() for p in panels), ()), inputs=None, outputs=cleared,
                      api_visibility="private")
         collection.input(**reset).then(**clear).then(**browse.show)

@@ -378,7 +378,7 @@ def browse_tab(shared: Controls) -> BrowseTab:
             filters = gr.Dropdown(filter_options(shared.start["filters"]), multiselect=True, label="Filters", scale=4,
                                   allow_custom_value=True, min_width=200, elem_id="browse-filters")
             with gr.Column(scale=3, min_width=280), gr.Row():  # the pager wraps as one piece on a phone
-                back = gr.Button("◀ Previous", scale=1, min_width=90)
+                back = gr.Button("◀ Previous", scale=1, min_width=90, interactive=False)
                 number = gr.Number(1, precision=0, label="Page", minimum=1, scale=1, min_width=70)
                 forward = gr.Button("Next ▶", scale=1, min_width=90)
         with gr.Row():
@@ -393,7 +393,8 @@ def browse_tab(shared: Controls) -> BrowseTab:
     show = dict(fn=shared.handler(handlers.browse), inputs=[shared.collection, filters, number],
                 outputs=[grid, items, number, info], api_visibility="private")
     number.submit(**{**show, "api_visibility": "public"}, api_name="browse")
-    info.change(pager(shared), [shared.collection, filters, number], [back, forward], api_visibility="private")
+    info.change(pager(shared), [shared.collection, filters, number], [back, forward], api_visibility="private",
+                queue=False, show_progress="hidden")
     filters.change(**show).then(shown_item, [items, item_id], item_id, api_visibility="private")
     for button, move in ((back, -1), (forward, 1)):
         button.click(partial(handlers.turn_page, move=move), number, number, api_visibility="private").then(**show)
@@ -428,7 +429,8 @@ def item_panel(shared: Controls) -> tuple[gr.Textbox, gr.Button]:
     similar = gr.Button("Find similar images", interactive=False)
     item_id.change(shared.handler(handlers.item_details), [shared.collection, item_id], [image, text, item],
                    api_name="item_details")
-    item_id.change(lambda i: gr.Button(interactive=bool((i or "").strip())), item_id, similar, api_visibility="private")
+    item_id.change(lambda i: gr.Button(interactive=bool((i or "").strip())), item_id, similar, api_visibility="private",
+                   queue=False, show_progress="hidden")
     return item_id, similar
 
 
@@ -533,7 +535,7 @@ def humor_tab(shared: Controls) -> None:
 
 def on_collection(library: Library, name: str) -> tuple:
     """The page reset to another collection: its summary, strip and example queries, the filters,
-    tags and scenes it offers (the player hidden where it has none), page 1."""
+    tags and scenes it offers (the player hidden where it has none), page 1 and no item open."""
     choices = handlers.choices(library, name)
     service = library[name]
     filters = [gr.Dropdown(choices=filter_options(choices["filters"]), value=[]) for _ in range(2)]  # Omni, Browse
@@ -542,4 +544,4 @@ def on_collection(library: Library, name: str) -> tuple:
     return (handlers.summary(service), handlers.collection_strip(service),
             gr.Dataset(samples=[[q] for q in handlers.example_queries(service)]), *filters, *tags,
             gr.Dropdown(choices=scenes, value=scenes[0] if scenes else None), gr.Column(visible=bool(scenes)),
-            gr.Markdown(visible=not scenes), 1)
+            gr.Markdown(visible=not scenes), 1, "")

@@ -191,16 +191,15 @@ class Ensemble(torch.nn.Module):
     embedding, or MiniLM's) scaled by sqrt(1 - mix). Every dot product is then mix * trained score
     + (1 - mix) * zero-shot score, and embeddings stay unit-length."""
 
-    def __init__(self, members: list[dict], mix: float = 1.0):
+    def __init__(self, members: list[dict], mix: float = 1.0, runs: list[Heads] | None = None):
         super().__init__()
         self.config = {"members": members, "mix": mix}
-        self.members = torch.nn.ModuleList(Heads(**m) for m in members)
+        self.members = torch.nn.ModuleList(runs if runs is not None else [Heads(**m) for m in members])
 
     @classmethod
-    def of(cls, members: list[Heads], mix: float = 1.0) -> Ensemble:
-        ensemble = cls([m.config for m in members], mix)
-        ensemble.members = torch.nn.ModuleList(members)
-        return ensemble
+    def of(cls, runs: list[Heads], mix: float = 1.0) -> Ensemble:
+        """Trained runs' heads (not copied) as one model, in their mode (training or eval)."""
+        return cls([r.config for r in runs], mix, runs).train(runs[0].training)
 
     @property
     def mix(self) -> float:
