@@ -49,6 +49,9 @@ def test_labels_prefer_human_captions_then_titles_then_generated_captions(librar
     assert handlers.label(no_human, 0) == "Sunflowers, Vincent Van Gogh"
     assert handlers.label(no_human, 0, metadata={"id": "x", "caption": "a photo of a vase"}) == "a vase"
     assert handlers.label(no_human, 0, metadata={"id": "x"}) == "x"
+    # Flickr8k's captions are tokenised; people read them untokenised (labels, examples, details)
+    assert render.tidy("Three people on atv 's outside , do n't they ?") == "Three people on atv's outside, don't they?"
+    assert render.tidy("A dog runs in the snow .") == "A dog runs in the snow"
 
 
 def test_the_landing_offers_examples_from_the_collection_a_summary_and_a_strip(library, art, drive):
@@ -192,6 +195,8 @@ def test_unknown_collections_and_empty_queries_are_query_errors(library, art):
         handlers.caption_search(library, "nowhere", "a dog", "both", 5, -1)
     with pytest.raises(QueryError, match="empty"):
         handlers.caption_search(library, art, "   ", "both", 5, -1)
+    with pytest.raises(QueryError, match="Say what should change"):
+        handlers.composed_search(library, art, None, "red-boat.png", " ", "sum", 0.5, 5, -1)
 
 
 def test_why_html_escapes_hostile_text():

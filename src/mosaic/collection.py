@@ -497,8 +497,9 @@ class Collection:
         mask = np.ones(len(self), bool)
         for name, wanted in filters.items():
             if name not in self.metadata.column_names:
-                raise CollectionError(f"Unknown filter '{name}'. This collection can be filtered by: "
-                                      f"{', '.join(self.filter_fields()) or 'nothing'}.")
+                fields = ", ".join(self.filter_fields())
+                raise CollectionError(f"Unknown filter '{name}'. " + (f"This collection can be filtered by: {fields}."
+                                      if fields else "This collection has no metadata to filter by."))
             wanted = wanted if isinstance(wanted, (list, tuple, set)) else [wanted]
             values = self.metadata[name].to_pylist()
             equal = {str(v) for v in wanted if not isinstance(v, Bound)}

@@ -67,7 +67,7 @@ def build_app(library: Library, cache_sweep: tuple[int, int] = CACHE_SWEEP) -> g
             search = tabs.search_tab(shared)
             image = tabs.image_tab(shared)
             omni_filters, omni_tags, omni = tabs.omni_tab(shared)
-            composed = tabs.composed_tab(shared)
+            composed, composed_id = tabs.composed_tab(shared)
             browse = tabs.browse_tab(shared)
             tabs.humor_tab(shared)
             scenes = tabs.scenes_tab(shared)  # last: Gradio shows a tab after it twice once that tab is opened
@@ -79,10 +79,14 @@ def build_app(library: Library, cache_sweep: tuple[int, int] = CACHE_SWEEP) -> g
         cleared = [c for p in panels for c in p.clearable()]
         reset = dict(fn=shared.handler(tabs.on_collection), inputs=collection,
                      outputs=[about, strip, search.examples, omni_filters, browse.filters, *omni_tags, scenes.scene,
-                              scenes.player, scenes.empty, browse.page, browse.item_id], api_visibility="private")
+                              scenes.player, scenes.empty, browse.page, browse.item_id, image.item_id, composed_id],
+                     api_visibility="private")
         clear = dict(fn=lambda: sum((p.cleared() for p in panels), ()), inputs=None, outputs=cleared,
                      api_visibility="private")
-        collection.input(**reset).then(**clear).then(**browse.show)
+        switched = collection.input(**reset).then(**clear)
+        switched.then(**browse.show)
+        search.search_after(switched.then)  # the query in the box, asked of the new collection
+        switched.then(None, [collection, search.text], None, js=tabs.SHARE_JS, api_visibility="private")
         browse.tab.select(**browse.show)  # Browse and Scenes load when opened: the landing only searches
         scenes.tab.select(**scenes.load).then(**scenes.show)
         tabs.remember_tab(tab_row)

@@ -40,8 +40,8 @@ def label(service: SearchService, row: int, caption: str = "", metadata: dict | 
     generated caption, else its id."""
     c = service.collection
     human = c.first_human_caption.get(int(row))
-    if human:  # Flickr8k's captions are tokenised: "a dog runs ." reads "a dog runs"
-        return re.sub(r"\s+([.,!?;:])", r"\1", human).strip().rstrip(".").strip()
+    if human:
+        return render.tidy(human)
     meta = c.item(int(row)) if metadata is None else metadata
     title_field = c.manifest.source_fields.title
     title = str(meta.get(title_field) or "").strip() if title_field else ""
@@ -82,7 +82,7 @@ def example_queries(service: SearchService, n: int = EXAMPLES) -> list[str]:
     c, out = service.collection, []
 
     def add(text: str) -> None:
-        text = re.sub(r"\s+", " ", text).strip().rstrip(".").lower()
+        text = render.tidy(re.sub(r"\s+", " ", text)).lower()
         if text and text not in out and len(out) < n:
             out.append(text)
     human = c.human_captions
@@ -348,6 +348,8 @@ def composed_search(library: Library, collection: str, upload: Upload, item_id: 
         a gallery of the result images (each with a URL) labelled "match strength · caption or title"
         the hits as JSON: id, score, strength, label, caption, metadata and why each one matched
     """
+    if not (text or "").strip():
+        raise QueryError("Say what should change, e.g. \"the same but at night\".")
     service = library[collection]
     hits = ComposedSearch(service).search(query_image(upload, item_id), text or "", method, int(k), float(weight),
                                           _offset(offset), bool(hide_duplicates))

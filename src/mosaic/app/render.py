@@ -3,6 +3,7 @@ scene's timeline, an item's details. Every text from a user or a collection is e
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable
 
 NO_SCENES_TEXT = "This collection has no scenes: pick a driving collection above to play one."
@@ -80,7 +81,7 @@ def why_html(hits: list[dict] | None, index: int) -> str:
                    + chips(changes, GREEN, "{:+.1f}") + "</p>")
     if e.get("captions"):
         out.append("<p><b>Captions written by people</b></p><ul>"
-                   + "".join(f"<li>{html.escape(c)}</li>" for c in e["captions"]) + "</ul>")
+                   + "".join(f"<li>{html.escape(tidy(c))}</li>" for c in e["captions"]) + "</ul>")
     if h.get("caption"):
         out.append(f"<p><b>{GENERATED}</b>: {html.escape(h['caption'])}</p>")
     return "".join(out) + "</div>"
@@ -135,6 +136,12 @@ def timeline_html(frames: list[dict] | None, current: int) -> str:
             f"<small>frame {current} of {len(frames)} · {legend}</small>")
 
 
+def tidy(text: str) -> str:
+    """A tokenised caption as people write it: Flickr8k's "a dog 's ball ." reads "a dog's ball"."""
+    text = re.sub(r"\s+([.,!?;:]|'s\b|n't\b|'re\b|'ll\b|'ve\b|'m\b|'d\b)", r"\1", text)
+    return text.strip().rstrip(".").strip()
+
+
 def md_text(value) -> str:
     """A collection's text for Markdown: tags in it are shown, not read."""
     return html.escape(str(value), quote=False)
@@ -147,7 +154,7 @@ def details_markdown(d: dict) -> str:
     if d["caption"]:
         text.append(f"**{GENERATED}**: {md_text(d['caption'])}")
     if d["captions"]:
-        text.append("**Captions written by people**\n" + "\n".join(f"- {md_text(c)}" for c in d["captions"]))
+        text.append("**Captions written by people**\n" + "\n".join(f"- {md_text(tidy(c))}" for c in d["captions"]))
     standout = [md_text(tag_name(t["tag"])) for t in d["tags"] if t["z"] > 0]
     if standout:
         text.append("**Stands out for** (tags it scores above the collection's average): " + ", ".join(standout))

@@ -334,8 +334,9 @@ COMPOSED_METHODS = [("Blend the picture with the words", "sum"), ("Turn the pict
                     ("Rewrite the picture's caption with the change", "text")]  # (label, ComposedSearch method)
 
 
-def composed_tab(shared: Controls) -> Results:
-    """Search by a reference image and a text saying what should change."""
+def composed_tab(shared: Controls) -> tuple[Results, gr.Textbox]:
+    """Search by a reference image and a text saying what should change; returns the results
+    panel and the reference's item id."""
     with gr.Tab("Composed", id="composed"):
         gr.Markdown("Start from an image and say what should change: \"the same dog but on a beach\".",
                     elem_classes="hint")
@@ -352,10 +353,12 @@ def composed_tab(shared: Controls) -> Results:
             with gr.Column(scale=3):
                 panel = result_panel()
     wire_preview(shared, upload, item_id, preview)
+    method.change(lambda m: gr.Slider(interactive=m != "text"), method, weight, api_visibility="private",
+                  queue=False, show_progress="hidden")
     wire_search([go.click, text.submit], shared.handler(handlers.composed_search),
                 [shared.collection, upload, item_id, text, method, weight, shared.k, shared.min_score],
                 panel, shared, "composed_search")
-    return panel
+    return panel, item_id
 
 
 class BrowseTab(NamedTuple):
@@ -379,7 +382,7 @@ def browse_tab(shared: Controls) -> BrowseTab:
                                   allow_custom_value=True, min_width=200, elem_id="browse-filters")
             with gr.Column(scale=3, min_width=280), gr.Row():  # the pager wraps as one piece on a phone
                 back = gr.Button("◀ Previous", scale=1, min_width=90, interactive=False)
-                number = gr.Number(1, precision=0, label="Page", minimum=1, scale=1, min_width=70)
+                number = gr.Number(1, precision=0, label="Page", scale=1, min_width=70)
                 forward = gr.Button("Next ▶", scale=1, min_width=90)
         with gr.Row():
             with gr.Column(scale=3):
@@ -535,7 +538,8 @@ def humor_tab(shared: Controls) -> None:
 
 def on_collection(library: Library, name: str) -> tuple:
     """The page reset to another collection: its summary, strip and example queries, the filters,
-    tags and scenes it offers (the player hidden where it has none), page 1 and no item open."""
+    tags and scenes it offers (the player hidden where it has none), page 1, and no item open in
+    Browse, Image or Composed (an id belongs to its collection)."""
     choices = handlers.choices(library, name)
     service = library[name]
     filters = [gr.Dropdown(choices=filter_options(choices["filters"]), value=[]) for _ in range(2)]  # Omni, Browse
@@ -544,4 +548,4 @@ def on_collection(library: Library, name: str) -> tuple:
     return (handlers.summary(service), handlers.collection_strip(service),
             gr.Dataset(samples=[[q] for q in handlers.example_queries(service)]), *filters, *tags,
             gr.Dropdown(choices=scenes, value=scenes[0] if scenes else None), gr.Column(visible=bool(scenes)),
-            gr.Markdown(visible=not scenes), 1, "")
+            gr.Markdown(visible=not scenes), 1, "", "", "")
