@@ -452,6 +452,7 @@ def test_browse_pager_and_an_item_a_filter_takes_away(server, browser, wikiart):
     page.get_by_role("option", name="flickr").click()
     expect(item).to_have_value("", timeout=30_000)  # no painting's id left to search the photos with
     expect(similar).to_be_disabled()
+    expect(page.locator("#browse-filters")).to_be_hidden()  # the photos have no metadata to filter by
     page.close()
 
 

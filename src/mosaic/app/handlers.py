@@ -351,7 +351,7 @@ def composed_search(library: Library, collection: str, upload: Upload, item_id: 
     if not (text or "").strip():
         raise QueryError("Say what should change, e.g. \"the same but at night\".")
     service = library[collection]
-    hits = ComposedSearch(service).search(query_image(upload, item_id), text or "", method, int(k), float(weight),
+    hits = ComposedSearch(service).search(query_image(upload, item_id), text, method, int(k), float(weight),
                                           _offset(offset), bool(hide_duplicates))
     return results(service, hits, min_score)
 

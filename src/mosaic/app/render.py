@@ -32,10 +32,10 @@ def tag_name(tag: str) -> str:
 def chips(items: list[tuple[str, float]], color: str, fmt: str = "{:.2f}") -> str:
     """Words or tags as chips whose shading follows their weight (`color` up, red down)."""
     top = max((abs(v) for _, v in items), default=0) or 1
-    out = []
+    out = []  # shading up to 0.5: the page's text, dark or light, stays above 4.5:1 contrast on it
     for text, v in items:
         rgb = color if v >= 0 else RED
-        out.append(f'<span class="chip" title="{fmt.format(v)}" style="background:rgba({rgb},{0.15 + 0.7 * abs(v) / top:.2f});'
+        out.append(f'<span class="chip" title="{fmt.format(v)}" style="background:rgba({rgb},{0.12 + 0.38 * abs(v) / top:.2f});'
                    f'padding:1px 6px;margin:2px;border-radius:8px;display:inline-block">{html.escape(text)} '
                    f'<small>{fmt.format(v)}</small></span>')
     return "".join(out)

@@ -310,7 +310,7 @@ def omni_tab(shared: Controls) -> tuple[gr.Dropdown, list[gr.Dropdown], Results]
             with gr.Column(scale=1, min_width=240):
                 text = gr.Textbox(label="Text (optional)", placeholder="a calm landscape")
                 filters = gr.Dropdown(filter_options(shared.start["filters"]), multiselect=True, label="Filters",
-                                      allow_custom_value=True, elem_id="omni-filters",
+                                      allow_custom_value=True, elem_id="omni-filters", visible=bool(shared.start["filters"]),
                                       info="values of one field: any of them; of several fields: all")
                 slots = []
                 for i in range(TAG_SLOTS):
@@ -379,7 +379,8 @@ def browse_tab(shared: Controls) -> BrowseTab:
                     elem_classes="hint")
         with gr.Row():
             filters = gr.Dropdown(filter_options(shared.start["filters"]), multiselect=True, label="Filters", scale=4,
-                                  allow_custom_value=True, min_width=200, elem_id="browse-filters")
+                                  allow_custom_value=True, min_width=200, elem_id="browse-filters",
+                                  visible=bool(shared.start["filters"]))
             with gr.Column(scale=3, min_width=280), gr.Row():  # the pager wraps as one piece on a phone
                 back = gr.Button("◀ Previous", scale=1, min_width=90, interactive=False)
                 number = gr.Number(1, precision=0, label="Page", scale=1, min_width=70)
@@ -542,7 +543,8 @@ def on_collection(library: Library, name: str) -> tuple:
     Browse, Image or Composed (an id belongs to its collection)."""
     choices = handlers.choices(library, name)
     service = library[name]
-    filters = [gr.Dropdown(choices=filter_options(choices["filters"]), value=[]) for _ in range(2)]  # Omni, Browse
+    filters = [gr.Dropdown(choices=filter_options(choices["filters"]), value=[], visible=bool(choices["filters"]))
+               for _ in range(2)]  # Omni, Browse: shown where the collection has metadata to filter by
     tags = [gr.Dropdown(choices=tag_options(choices["tags"]), value=None) for _ in range(TAG_SLOTS)]
     scenes = choices["scenes"]
     return (handlers.summary(service), handlers.collection_strip(service),
