@@ -385,7 +385,7 @@ def browse(library: Library, collection: str, filters: list[str] | None,
     grid = [(service.collection.thumbnail(d["row"]), d["label"]) for d in items]
     if not len(rows):
         return grid, items, 1, f"No image is {_filter_words(filters)} at once: remove a filter."
-    return grid, items, page, f"Page {page} of {pages} · {len(rows)} items"
+    return grid, items, page, f"Page {page} of {pages} · {len(rows):,} items"
 
 
 def browsed_rows(service: SearchService, filters: list[str] | None) -> np.ndarray:
