@@ -504,6 +504,32 @@ def test_a_phone_sees_every_tab_once_and_whole_gallery_columns(server, browser, 
     expect(page.get_by_label("Item id", exact=True)).to_be_in_viewport(timeout=30_000)  # not 24 images below
 
 
+CONTRAST_JS = """e => {
+  const rgb = c => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = c => rgb(c).map(v => v / 255).map(v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)
+                         .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+  let bg = e;
+  while (getComputedStyle(bg).backgroundColor.match(/, 0\\)$|transparent/)) bg = bg.parentElement;
+  const [a, b] = [lum(getComputedStyle(e).color), lum(getComputedStyle(bg).backgroundColor)];
+  return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}"""
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("mode", ["light", "dark"])
+def test_buttons_and_help_text_keep_readable_contrast(server, browser, mode):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{server}?__theme={mode}")
+    page.get_by_role("tab", name="Search").click()
+    button = page.locator("button:visible", has_text="Search").last  # the tab's primary button
+    help_text = page.get_by_text("the images, their captions, or both")
+    button.wait_for()
+    assert "primary" in button.get_attribute("class")
+    assert button.evaluate(CONTRAST_JS) >= 4.5  # WCAG AA for text
+    assert help_text.evaluate(CONTRAST_JS) >= 4.5
+    page.close()
+
+
 @pytest.mark.browser
 def test_a_typed_id_shows_escaped_in_the_error_message(server, browser):
     hostile = "<img src=x onerror=alert(1)>"
