@@ -499,6 +499,14 @@ def test_a_phone_sees_every_tab_once_and_whole_gallery_columns(server, browser, 
         assert page.get_by_role("tab").all_inner_texts() == names
     expect(page.get_by_text("This collection has no scenes")).to_be_visible()  # at the top of Scenes
     expect(page.get_by_role("button", name="▶ Play")).to_be_hidden()  # and no player that cannot play
+    page.get_by_role("tab", name="Search").click()
+    results(page).nth(1).click()
+    preview = page.locator(".results:visible .preview")
+    expect(preview).to_be_visible()
+    assert preview.bounding_box()["height"] <= 500  # in the grid's place, not over the 6 rows of results
+    expect(page.locator(".results:visible .grid-wrap")).to_be_hidden()
+    preview.get_by_label("Close").click()
+    expect(results(page).first).to_be_visible()
     page.get_by_role("tab", name="Browse").click()
     results(page).first.click()
     expect(page.get_by_label("Item id", exact=True)).to_be_in_viewport(timeout=30_000)  # not 24 images below

@@ -23,6 +23,9 @@ SESSIONS = 100  # browser tabs and API clients whose last values Gradio keeps (i
 CSS = """
 .hint p { margin: 0; color: var(--body-text-color-subdued); }
 .results .fixed-height { max-height: none !important; }  /* every result row shown: the page scrolls, not the grid */
+/* an enlarged result takes the grid's place, sized to the screen, not laid over every row of results */
+.results .gallery-container:has(> .preview) > .grid-wrap { display: none; }
+.results .gallery-container > .preview { position: relative; height: min(75vh, 640px, calc(100vw + 80px)); }
 .results .caption-label { white-space: normal; max-width: 100%; display: -webkit-box; -webkit-line-clamp: 2;
                           -webkit-box-orient: vertical; overflow: hidden;
                           padding-bottom: 0; border-bottom: 4px solid transparent; }  /* no third line in the padding */
