@@ -119,7 +119,6 @@ def serve(paths: list[str | Path], host: str | None = None, port: int | None = N
     `concurrency` requests run at once (default: one per CPU core), torch's threads shared
     between them; uploads above MAX_UPLOAD_MB are refused while they arrive. With `mcp` (default:
     GRADIO_MCP_SERVER=true), every API endpoint is also an MCP tool, served at /gradio_api/mcp/."""
-    import gradio as gr
     import torch
 
     cores = os.cpu_count() or 1
