@@ -238,9 +238,12 @@ def test_demo_py_builds_and_serves_the_default_collection(tmp_path):
                                                      api_name="/caption_search")
         with pytest.raises(Exception, match="No humor model is loaded"):
             Client(url, verbose=False).predict("a prompt", None, "an answer", api_name="/humor_score")
+        tabs = {c["props"]["label"]: c["props"]["visible"] for c in httpx.get(f"{url}config").json()["components"]
+                if c["type"] == "tabitem"}
         tool = mcp_session(url, lambda s: s.call_tool("caption_search", {"collection": "skimage", "k": 3, "min_score": 0,
                                                                          "text": "a cat with green eyes"}))
     assert hits[0]["id"] == "chelsea"
+    assert not tabs["Humor"] and not tabs["Scenes"] and tabs["Browse"]  # no tab that cannot work here
     assert ast.literal_eval(tool.content[0].text)[1] == hits  # the MCP tool answers as the API does
     assert (tmp_path / "artifacts" / "skimage" / "manifest.json").exists()
 
@@ -505,6 +508,8 @@ def test_a_phone_sees_every_tab_once_and_whole_gallery_columns(server, browser, 
     expect(preview).to_be_visible()
     assert preview.bounding_box()["height"] <= 500  # in the grid's place, not over the 6 rows of results
     expect(page.locator(".results:visible .grid-wrap")).to_be_hidden()
+    caption = preview.locator(".caption").bounding_box()
+    assert caption["x"] >= preview.bounding_box()["x"]  # a long caption ends in "…", its start in view
     preview.get_by_label("Close").click()
     expect(results(page).first).to_be_visible()
     page.get_by_role("tab", name="Browse").click()

@@ -26,6 +26,7 @@ CSS = """
 /* an enlarged result takes the grid's place, sized to the screen, not laid over every row of results */
 .results .gallery-container:has(> .preview) > .grid-wrap { display: none; }
 .results .gallery-container > .preview { position: relative; height: min(75vh, 640px, calc(100vw + 80px)); }
+.results .preview .caption { display: block; max-width: 100%; overflow: hidden; text-overflow: ellipsis; }  /* "…", not cut */
 .results .caption-label { white-space: normal; max-width: 100%; display: -webkit-box; -webkit-line-clamp: 2;
                           -webkit-box-orient: vertical; overflow: hidden;
                           padding-bottom: 0; border-bottom: 4px solid transparent; }  /* no third line in the padding */

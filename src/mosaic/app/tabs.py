@@ -159,10 +159,10 @@ def shown(fn: Callable) -> Callable:
     return wrapper
 
 
-def image_input(label: str, **kwargs) -> gr.Image:
+def image_input(label: str) -> gr.Image:
     """An image to upload, paste or take with the camera (its file reaches handlers unprocessed)."""
     return gr.Image(label=f"{label} ({UPLOAD_LIMITS})", type="filepath", sources=["upload", "clipboard", "webcam"],
-                    height=220, **kwargs)
+                    height=220)
 
 
 def wire_preview(shared: Controls, upload: gr.Image, item_id: gr.Textbox, preview: gr.Image) -> None:
@@ -475,9 +475,11 @@ class ScenesTab(NamedTuple):
 
 
 def scenes_tab(shared: Controls) -> ScenesTab:
-    """A driving scene played as video over a timeline, its frames searchable by text."""
+    """A driving scene played as video over a timeline, its frames searchable by text; the tab
+    shows only where a collection served has scenes."""
     scenes = shared.start["scenes"]
-    with gr.Tab("Scenes", id="scenes") as tab:
+    served = any(s.collection.scenes for s in shared.library.services.values())
+    with gr.Tab("Scenes", id="scenes", visible=served) as tab:
         gr.Markdown("Driving collections: play a scene, or find a moment in it; the best matches are marked "
                     "▲ on the timeline and the search jumps to the best one.", elem_classes="hint")
         empty = gr.Markdown(f"**{render.NO_SCENES_TEXT}**", visible=not scenes)
@@ -515,20 +517,17 @@ def scenes_tab(shared: Controls) -> ScenesTab:
 
 
 def humor_tab(shared: Controls) -> None:
-    """Answers to a prompt (text or image) ranked by how funny they are, each word's share shown."""
-    ready = shared.library.humor is not None
-    with gr.Tab("Humor", id="humor"):
-        gr.Markdown("How funny is each answer to a prompt? Each answer's words are shaded by how much they add."
-                    if ready else "No humor model is loaded: train one with `mosaic humor train` (see the README) "
-                    "and start the app with `--humor FOLDER`.", elem_classes="hint")
-        with gr.Row():  # without a model the form stays, switched off, so the page keeps its shape
+    """Answers to a prompt (text or image) ranked by how funny they are, each word's share shown;
+    the tab shows only where a humor model is loaded (its API endpoint stays and says so)."""
+    with gr.Tab("Humor", id="humor", visible=shared.library.humor is not None):
+        gr.Markdown("How funny is each answer to a prompt? Each answer's words are shaded by how much they add.",
+                    elem_classes="hint")
+        with gr.Row():
             with gr.Column(scale=1, min_width=240):
-                prompt = gr.Textbox(label="Prompt", placeholder="a headline, or leave empty and give an image",
-                                    interactive=ready)
-                upload = image_input("...or a prompt image, captioned first", interactive=ready)
-                answers = gr.Textbox(label="Answers, one per line", lines=5, interactive=ready)
-                go = gr.Button("Score" if ready else "Score (no humor model loaded)", variant="primary",
-                               interactive=ready)
+                prompt = gr.Textbox(label="Prompt", placeholder="a headline, or leave empty and give an image")
+                upload = image_input("...or a prompt image, captioned first")
+                answers = gr.Textbox(label="Answers, one per line", lines=5)
+                go = gr.Button("Score", variant="primary")
             with gr.Column(scale=2):
                 out = gr.HTML()
                 with gr.Accordion("Scores as JSON", open=False):
