@@ -76,6 +76,8 @@ def test_the_landing_offers_examples_from_the_collection_a_summary_and_a_strip(l
     assert handlers.link_state(library, {"collection": art, "q": "a boat"}) == (art, "a boat", None)
     assert handlers.link_state(library, {"collection": "nowhere", "tab": "Omni"}) == (art, "", "omni")
     assert handlers.link_state(library, {"tab": "<script>"}) == (art, "", None)
+    assert handlers.shown_tabs(library) == ("search", "image", "omni", "composed", "browse", "scenes")  # no humor
+    assert handlers.link_state(library, {"tab": "humor"}) == (art, "", None)
 
 
 def test_empty_results_say_why_and_what_to_change(library, art):

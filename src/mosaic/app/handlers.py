@@ -135,12 +135,19 @@ def choices(library: Library, collection: str) -> dict[str, list[str]]:
 TABS = ("search", "image", "omni", "composed", "browse", "scenes", "humor")  # the tabs' ids: their labels, lowercased
 
 
+def shown_tabs(library: Library) -> tuple[str, ...]:
+    """The tabs that can work here: Humor needs a humor model, Scenes a collection with scenes."""
+    hidden = {"humor": library.humor is None,
+              "scenes": not any(s.collection.scenes for s in library.services.values())}
+    return tuple(tab for tab in TABS if not hidden.get(tab))
+
+
 def link_state(library: Library, params: dict) -> tuple[str, str, str | None]:
     """The collection, Search query and tab a link's parameters name (?collection=NAME&q=TEXT&tab=TAB):
-    an unknown or missing collection opens the first one, an unknown tab none."""
+    an unknown or missing collection opens the first one, an unknown or hidden tab none."""
     name, tab = params.get("collection"), str(params.get("tab") or "").lower()
     return ((name if name in library.services else next(iter(library.services))), str(params.get("q") or "")[:1000],
-            tab if tab in TABS else None)
+            tab if tab in shown_tabs(library) else None)
 
 
 def example_query(library: Library, collection: str, index: int | None) -> str:

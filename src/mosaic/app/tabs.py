@@ -478,8 +478,7 @@ def scenes_tab(shared: Controls) -> ScenesTab:
     """A driving scene played as video over a timeline, its frames searchable by text; the tab
     shows only where a collection served has scenes."""
     scenes = shared.start["scenes"]
-    served = any(s.collection.scenes for s in shared.library.services.values())
-    with gr.Tab("Scenes", id="scenes", visible=served) as tab:
+    with gr.Tab("Scenes", id="scenes", visible="scenes" in handlers.shown_tabs(shared.library)) as tab:
         gr.Markdown("Driving collections: play a scene, or find a moment in it; the best matches are marked "
                     "▲ on the timeline and the search jumps to the best one.", elem_classes="hint")
         empty = gr.Markdown(f"**{render.NO_SCENES_TEXT}**", visible=not scenes)
@@ -519,7 +518,7 @@ def scenes_tab(shared: Controls) -> ScenesTab:
 def humor_tab(shared: Controls) -> None:
     """Answers to a prompt (text or image) ranked by how funny they are, each word's share shown;
     the tab shows only where a humor model is loaded (its API endpoint stays and says so)."""
-    with gr.Tab("Humor", id="humor", visible=shared.library.humor is not None):
+    with gr.Tab("Humor", id="humor", visible="humor" in handlers.shown_tabs(shared.library)):
         gr.Markdown("How funny is each answer to a prompt? Each answer's words are shaded by how much they add.",
                     elem_classes="hint")
         with gr.Row():
