@@ -9,6 +9,12 @@ from PIL import Image
 COMMANDS = ("build", "update", "dedup", "verify", "search", "eval", "train", "composed", "humor", "publish", "serve", "info")
 
 
+@pytest.fixture(autouse=True)
+def own_artifacts(tmp_path, monkeypatch):
+    """Commands write their default outputs under the test's folder, never into the checkout's artifacts/."""
+    monkeypatch.setenv("MOSAIC_ARTIFACTS", str(tmp_path / "artifacts"))
+
+
 def mosaic(*args, python_flags=()):
     return subprocess.run([sys.executable, *python_flags, "-m", "mosaic", *map(str, args)],
                           capture_output=True, text=True)

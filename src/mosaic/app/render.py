@@ -56,7 +56,8 @@ def why_html(hits: list[dict] | None, index: int) -> str:
     if len(e.get("parts", {})) > 1:
         out.append(parts_bar(e["parts"], tag_name if e.get("mode") == "omni" else str))
     if e.get("query_words"):
-        out.append('<p class="query-words"><b>Query words</b> (what each adds to this match; a minus: it pulls away from this image): '
+        out.append('<p class="query-words"><b>Query words</b> '
+                   "(what each adds to this match; a minus: it pulls away from this image): "
                    + chips([(w["word"], w["contribution"]) for w in e["query_words"]], GREEN, "{:+.3f}") + "</p>")
     if e.get("caption_words"):
         out.append("<p><b>Caption words closest to the query</b>: "
