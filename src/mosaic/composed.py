@@ -130,6 +130,8 @@ class ComposedSearch:
         """The k best targets after the first `offset` (never the reference itself; with
         `distinct`, one of each group of duplicates), each explained by the tags the change's
         words name and the others it raised or lowered from the reference to the hit."""
+        if not text.strip():
+            raise QueryError("The change is empty. Say what should change, e.g. \"the same but at night\".")
         ref, row = self._reference(reference)
         exclude = () if row is None else (row,)
         if method == "text":

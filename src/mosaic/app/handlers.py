@@ -355,10 +355,8 @@ def composed_search(library: Library, collection: str, upload: Upload, item_id: 
         a gallery of the result images (each with a URL) labelled "match strength · caption or title"
         the hits as JSON: id, score, strength, label, caption, metadata and why each one matched
     """
-    if not (text or "").strip():
-        raise QueryError("Say what should change, e.g. \"the same but at night\".")
     service = library[collection]
-    hits = ComposedSearch(service).search(query_image(upload, item_id), text, method, int(k), float(weight),
+    hits = ComposedSearch(service).search(query_image(upload, item_id), text or "", method, int(k), float(weight),
                                           _offset(offset), bool(hide_duplicates))
     return results(service, hits, min_score)
 
