@@ -54,22 +54,37 @@ def test_other_settings_on_an_existing_collection_are_refused(flickr, flickr_dir
               flickr.collection.path, progress=False)
 
 
+def started(cmd: list[str], manifest, shards: int) -> subprocess.Popen:
+    """A build command in a session of its own, once it has written `shards` shards."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while not (manifest.exists() and len(json.loads(manifest.read_text())["shards"]) >= shards):
+        assert proc.poll() is None and time.time() < deadline, "the build ended before it could be stopped"
+        time.sleep(0.2)
+    return proc
+
+
+def left_in_session(proc: subprocess.Popen) -> list[str]:
+    """The processes still running in a command's session (its reading processes) after a moment,
+    then killed."""
+    for _ in range(50):
+        left = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        if not left:
+            return left
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    return left
+
+
 def test_killed_build_resumes_to_the_same_collection(tmp_path, flickr_dir, caplog):
     killed = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "mosaic", "build", "captions", str(flickr_dir), "--limit", "160",
+    cmd = [sys.executable, "-m", "mosaic", "build", "captions", str(flickr_dir), "--limit", "160", "--workers", "2",
            "--shard-size", "32", "--model", "lite", "--captioner", "labels", "--out", str(killed), "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            manifest = killed / "manifest.json"
-            if manifest.exists() and len(json.loads(manifest.read_text())["shards"]) >= 2:
-                break
-            assert proc.poll() is None, "the build ended before it could be killed"
-            time.sleep(0.2)
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
+    proc = started(cmd, killed / "manifest.json", shards=2)
+    proc.kill()  # the command's process alone: its reading processes end with it
+    proc.wait(timeout=60)
+    proc.stdout.close()
+    assert left_in_session(proc) == []
     done = json.loads((killed / "manifest.json").read_text())
     assert not done["complete"] and 2 <= len(done["shards"]) < 5
     with caplog.at_level(logging.INFO, logger="mosaic"):
@@ -84,6 +99,20 @@ def test_killed_build_resumes_to_the_same_collection(tmp_path, flickr_dir, caplo
         np.testing.assert_allclose(getattr(a, name), getattr(b, name), atol=1e-5)
     assert a.manifest.shards == b.manifest.shards
     assert [s["records"] for s in a.manifest.shards] == [32] * 5
+
+
+def test_ctrl_c_stops_a_build_in_one_line_and_it_goes_on_when_run_again(tmp_path, flickr_dir):
+    out = tmp_path / "c"
+    cmd = [sys.executable, "-m", "mosaic", "build", "captions", str(flickr_dir), "--limit", "160", "--workers", "2",
+           "--shard-size", "32", "--model", "lite", "--captioner", "none", "--out", str(out), "--quiet"]
+    proc = started(cmd, out / "manifest.json", shards=1)
+    os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the command and its reading processes
+    printed, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in printed
+    assert printed.strip().splitlines()[-1].startswith("stopped (a build, update or training run again goes on")
+    assert left_in_session(proc) == []
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and len(Collection.load(out)) == 160
 
 
 def test_ray_engine_builds_the_same_collection_on_a_local_cluster(tmp_path, flickr_dir):

@@ -1,13 +1,18 @@
 import io
+import os
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
 from fakes import COLOURS, picture
 from PIL import Image
 
+from mosaic import reading
 from mosaic.build import BuildConfig, build
 from mosaic.collection import Collection
+from mosaic.errors import CollectionError
 from mosaic.models import load_captioner, load_encoder
 from mosaic.reading import THUMB_SIDE, default_workers, draft_sides, read_records
 from mosaic.sources import load_image
@@ -37,7 +42,9 @@ def digests(root):
     return {p.relative_to(root).as_posix(): sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_any_number_of_workers_writes_the_same_bytes(tmp_path, fake_encoder):
+@pytest.mark.parametrize("forks", [True, False], ids=["processes", "threads"])
+def test_any_number_of_workers_writes_the_same_bytes(tmp_path, fake_encoder, monkeypatch, forks):
+    monkeypatch.setattr(reading, "_forks", lambda: forks)
     folder = photo_folder(tmp_path / "src")
     serial = built(folder, tmp_path / "one", workers=1)
     for workers in (2, 5):
@@ -54,18 +61,28 @@ def test_unreadable_images_are_skipped_and_reported_in_order_with_workers(tmp_pa
     assert "too large" in skipped[2]["reason"] and str(tmp_path) not in str(skipped)
 
 
-def test_reads_come_in_order_from_several_threads():
-    names = []
+@pytest.mark.skipif(sys.platform != "linux", reason="the build reads in processes on Linux only")
+def test_a_reading_process_that_dies_stops_the_build_with_a_message(tmp_path, fake_encoder, monkeypatch):
+    monkeypatch.setattr(reading, "thumbnail", lambda image: os._exit(9))  # as the out-of-memory killer would
+    with pytest.raises(CollectionError, match="A reading process ended before its images were read"):
+        built(photo_folder(tmp_path / "src"), tmp_path / "out", workers=2)
+
+
+@pytest.mark.parametrize("forks", [True, False], ids=["processes", "threads"])
+def test_reads_come_in_order_from_several_workers(monkeypatch, forks):
+    monkeypatch.setattr(reading, "_forks", lambda: forks)
+    here = (os.getpid(), threading.current_thread().name)
 
     def read(x):
-        names.append(threading.current_thread().name)
-        return x * x
+        time.sleep(0.002)  # long enough for the work to be shared
+        return x * x, (os.getpid(), threading.current_thread().name)
 
-    assert list(read_records(range(200), read, workers=4, ahead=8)) == [x * x for x in range(200)]
-    assert len(set(names)) > 1 and threading.current_thread().name not in names
-    names.clear()
-    assert list(read_records(range(5), read, workers=1, ahead=8)) == [0, 1, 4, 9, 16]
-    assert set(names) == {threading.current_thread().name}
+    reads = list(read_records(range(200), read, workers=4, ahead=8))
+    assert [square for square, _ in reads] == [x * x for x in range(200)]
+    workers = {worker for _, worker in reads}
+    assert len(workers) > 1 and here not in workers
+    assert {pid != here[0] for pid, _ in workers} == {forks}
+    assert list(read_records(range(5), read, workers=1, ahead=8)) == [(x * x, here) for x in range(5)]
 
 
 def jpeg(size, orientation=None):
@@ -111,6 +128,16 @@ def test_a_model_on_the_cpu_gets_one_reader_as_its_own_threads_use_the_cores(fak
 @pytest.mark.slow
 def test_the_offline_models_need_224_pixels_and_the_previews_512():
     assert draft_sides(load_encoder("lite"), load_captioner("labels")) == (224, THUMB_SIDE) == (224, 512)
+
+
+@pytest.mark.slow
+def test_the_offline_models_read_their_crop_as_they_read_the_whole_image():
+    encoder, captioner = load_encoder("lite"), load_captioner("labels")
+    image = load_image(jpeg((500, 375)))
+    cropped = encoder.prepare(image)
+    assert cropped.size == (224, 224) and captioner.prepare == encoder.prepare  # one crop made for both
+    np.testing.assert_array_equal(encoder.encode_images([cropped]), encoder.encode_images([image]))
+    assert captioner.caption([cropped]) == captioner.caption([image])
 
 
 @pytest.mark.slow

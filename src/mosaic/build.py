@@ -37,7 +37,7 @@ from .models import load_captioner, load_encoder, resolve_captioner, resolve_enc
 from .reading import Read, Reader, default_workers, draft_sides, read_records
 from .sources import MAX_PIXELS, fields_of, open_source, select, source_size
 from .stages import Vocabulary, concat_columns, item_columns, process_batch
-from .util import write_json
+from .util import chunks, write_json
 
 log = logging.getLogger("mosaic")
 
@@ -159,10 +159,10 @@ def _fill(out: Path, manifest: Manifest | None, config: BuildConfig, progress: b
     done = sum(s["records"] for s in manifest.shards)
     todo = itertools.islice(records, done, None)
     if engine == "ray":  # the actors hold the models; the captioner is not needed here
-        shards = _ray_shards(_chunks(todo, config.shard_size), config, workers)
+        shards = _ray_shards(chunks(todo, config.shard_size), config, workers)
     else:
         captioner = _captioner(config)
-        reader = Reader(config.max_pixels, draft_sides(encoder, captioner), encoder.prepare, previous)
+        reader = _reader(config, encoder, captioner, previous)
         reads = read_records(todo, reader, workers or default_workers(encoder), ahead=2 * config.batch_size)
         shards = _local_shards(reads, config, encoder, captioner, tag_emb)
     bar = tqdm(total=_total(config) if progress else None, initial=done, unit="img", desc=f"building {out.name}",
@@ -225,6 +225,11 @@ def _captioner(config: BuildConfig):
     return None if config.captioner == "none" else load_captioner(config.captioner)
 
 
+def _reader(config: BuildConfig, encoder, captioner, previous: update_mod.Previous | None = None) -> Reader:
+    return Reader(config.max_pixels, draft_sides(encoder, captioner), encoder.prepare,
+                  captioner.prepare if captioner else None, previous)
+
+
 @dataclass
 class Shard:
     """One shard's records processed: its items (metadata rows) with their columns and
@@ -251,7 +256,7 @@ def process_shard(reads, config: BuildConfig, encoder, captioner, tag_emb: np.nd
     update takes over are not computed again."""
     shard = Shard(0, [], {}, [], [])
     parts = []
-    for batch in _chunks(reads, config.batch_size):
+    for batch in chunks(reads, config.batch_size):
         shard.records_read += len(batch)
         todo = []  # (position in parts, read) of the items the models must see
         for r in batch:
@@ -273,8 +278,8 @@ def process_shard(reads, config: BuildConfig, encoder, captioner, tag_emb: np.nd
 def _computed(parts: list, todo: list[tuple[int, Read]], encoder, captioner, tag_emb: np.ndarray) -> list:
     """`parts` with the columns of the reads in `todo` computed by the models in one batch."""
     reads = [r for _, r in todo]
-    computed = process_batch([r.image for r in reads], [r.record.texts for r in reads], encoder, captioner, tag_emb,
-                             [r.prepared for r in reads])
+    computed = process_batch([r.captioned for r in reads], [r.record.texts for r in reads], encoder, captioner,
+                             tag_emb, [r.prepared for r in reads])
     computed["thumbs"] = [r.thumb for _, r in todo]
     for i, (at, _) in enumerate(todo):
         parts[at] = item_columns(computed, i)
@@ -291,7 +296,7 @@ class _RayShardWorker:
         self.config = BuildConfig(**config)
         self.encoder, self.tag_emb, _ = _encoder_and_tags(self.config)
         self.captioner = _captioner(self.config)
-        self.reader = Reader(self.config.max_pixels, draft_sides(self.encoder, self.captioner), self.encoder.prepare)
+        self.reader = _reader(self.config, self.encoder, self.captioner)
 
     def __call__(self, batch: dict) -> dict:
         done = [pickle.dumps(process_shard(map(self.reader, rs), self.config, self.encoder, self.captioner,
@@ -299,7 +304,7 @@ class _RayShardWorker:
         return {"shard": np.array(done, dtype=object)}
 
 
-def _ray_shards(chunks, config: BuildConfig, workers: int | None):
+def _ray_shards(shard_records, config: BuildConfig, workers: int | None):
     """Each shard processed, in order, by a Ray actor pool."""
     ray = ray_session()
     context = ray.data.DataContext.get_current()
@@ -314,7 +319,7 @@ def _ray_shards(chunks, config: BuildConfig, workers: int | None):
                                    f"{'GPUs' if gpus else 'CPUs'}.")
     # CPU threads per actor: a fair share, and no more than the smallest node has
     threads = max(1, min(cpus // workers, int(min(n.get("CPU", 1) for n in nodes))))
-    for window in _chunks(chunks, RAY_WINDOW):
+    for window in chunks(shard_records, RAY_WINDOW):
         ds = ray.data.from_items([{"records": pickle.dumps(c)} for c in window], override_num_blocks=len(window))
         ds = ds.map_batches(_RayShardWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
                             fn_constructor_kwargs={"config": asdict(config), "threads": threads},
@@ -323,15 +328,6 @@ def _ray_shards(chunks, config: BuildConfig, workers: int | None):
             yield pickle.loads(row["shard"])
 
 
-def _chunks(iterable, size: int):
-    chunk = []
-    for x in iterable:
-        chunk.append(x)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _diff(old: dict, new: dict) -> str:

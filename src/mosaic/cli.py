@@ -347,9 +347,9 @@ def _add_build(p) -> None:
     p.add_argument("--annoy", action="store_true", help="also write Annoy indexes (searched with `search --index annoy`)")
     p.add_argument("--engine", default=ENGINES[0], choices=ENGINES,
                    help="run the stages here, or in Ray actors (the cluster at $RAY_ADDRESS, else a local one)")
-    p.add_argument("--workers", type=int, help="threads that read and decode images ahead of the models (default: one "
-                   "per core with the model on a GPU, else one); with --engine ray: Ray actors (default: one "
-                   "per CPU, or per GPU)")
+    p.add_argument("--workers", type=int, help="processes (threads off Linux) that read and decode images ahead of "
+                   "the models (default: one per core with the model on a GPU, else one); with --engine ray: Ray "
+                   "actors (default: one per CPU, or per GPU)")
     p.add_argument("--overwrite", action="store_true", help="rebuild from scratch")
     p.add_argument("--update", action="store_true", help="bring a finished collection up to date with its source: "
                                                          "new and changed images are computed, deleted ones dropped")
@@ -653,7 +653,8 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `mosaic` command: a user error (MosaicError) ends with one line
-    `error: <message>` and exit status 1, or with its traceback under --debug."""
+    `error: <message>` and exit status 1, Ctrl-C with one line and status 130; under --debug, both
+    with their traceback."""
     argv = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("faiss").setLevel(logging.WARNING)  # "Loading faiss." is not news to a user
@@ -664,6 +665,11 @@ def main(argv: list[str] | None = None) -> None:
         if args.debug:
             raise
         sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("stopped (a build, update or training run again goes on from where it stopped)", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

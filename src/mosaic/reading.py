@@ -1,18 +1,25 @@
-"""Reading a build's records: each image's bytes and fingerprint, its pixels and its preview,
-by a pool of threads that runs ahead of the models.
+"""Reading a build's records: each image's bytes and fingerprint, its preview and the models'
+inputs, by a pool of workers that runs ahead of the models.
 
-Pillow releases the GIL while it decodes, resizes and encodes images (and hashlib while it
-hashes), so threads read in parallel and overlap the model calls. Records come out in the order
-they went in, so a build reads the same whatever the number of workers; an unreadable record
-comes out with the reason it is skipped.
+The workers are processes on Linux (forked, so they share the models' preprocessing without
+pickling it) and threads elsewhere. Processes scale with the cores where threads do not: Pillow
+holds the GIL for part of each small image's work. A worker sends back what the models read (the
+encoder's input, a 224-pixel crop for the offline model), not the decoded image. Records come out
+in the order they went in, so a build reads the same whatever the number of workers; an
+unreadable record comes out with the reason it is skipped.
 """
 from __future__ import annotations
 
+import ctypes
 import io
+import multiprocessing
 import os
+import signal
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,23 +27,24 @@ from PIL import Image
 
 from . import dedup
 from . import update as update_mod
-from .errors import SourceError
+from .errors import CollectionError, SourceError
 from .sources import Record, load_image
+from .util import chunks
 
 THUMB_SIDE = 512  # previews kept in the collection, so it can be shown without its source
 
 
 @dataclass
 class Read:
-    """One record read: its fingerprint and either its decoded image, preview and encoder input
-    (`prepared`), the columns an update takes over from the previous collection, or why it is
-    skipped."""
+    """One record read: its fingerprint and either its preview and the models' inputs (`prepared`
+    for the encoder, `captioned` for the captioner), the columns an update takes over from the
+    previous collection, or why it is skipped."""
 
     record: Record
     fingerprint: dict | None = None
-    image: Image.Image | None = None
     thumb: bytes | None = None
     prepared: object = None
+    captioned: object = None
     taken: dict | None = None
     skipped: str | None = None
 
@@ -45,12 +53,14 @@ class Read:
 class Reader:
     """Reads one record. `at_least` (shorter side, longer side) is what the models and the
     preview need, so JPEGs may be decoded at a reduced scale (see `sources.load_image`);
-    `prepare` (the encoder's) makes the model's input from the image; with `previous` (an
+    `prepare` (the encoder's) and `caption_prepare` (the captioner's; None: no captioner) make
+    the models' inputs from the image, one input where both prepare alike; with `previous` (an
     update), unchanged items are taken over instead of decoded."""
 
     max_pixels: int
-    at_least: tuple[int, int] | None = None
-    prepare: Callable | None = None
+    at_least: tuple[int, int] | None
+    prepare: Callable
+    caption_prepare: Callable | None = None
     previous: update_mod.Previous | None = None
 
     def __call__(self, record: Record) -> Read:
@@ -71,11 +81,18 @@ class Reader:
             row = previous.unchanged(record, record_sha, stat, content) if previous else None
             if row is None:
                 image = load_image(raw, self.max_pixels, self.at_least)
-                return Read(record, {"content": content, "record": record_sha, "size": stat[0], "mtime": stat[1],
-                                     "phash": dedup.dhash(image)}, image, thumbnail(image),
-                            self.prepare(image) if self.prepare else None)
+                fingerprint = {"content": content, "record": record_sha, "size": stat[0], "mtime": stat[1],
+                               "phash": dedup.dhash(image)}
+                return Read(record, fingerprint, thumbnail(image), *self._inputs(image))
         return Read(record, {**previous.fingerprint(row), "size": stat[0], "mtime": stat[1]},
                     taken=previous.columns(row))
+
+    def _inputs(self, image: Image.Image) -> tuple:
+        """(the encoder's input, the captioner's) made from an image."""
+        prepared = self.prepare(image)
+        if self.caption_prepare is None:
+            return prepared, None
+        return prepared, prepared if self.caption_prepare == self.prepare else self.caption_prepare(image)
 
 
 def draft_sides(*models) -> tuple[int, int] | None:
@@ -85,22 +102,62 @@ def draft_sides(*models) -> tuple[int, int] | None:
     return None if None in sides else (max(sides, default=0), THUMB_SIDE)
 
 
-def read_records(records: Iterable[Record], reader: Reader, workers: int, ahead: int) -> Iterator[Read]:
-    """`reader` applied to each record, in order, by `workers` threads keeping up to `ahead`
-    records read in advance (one worker: in this thread, as they are asked for)."""
+def read_records(records: Iterable[Record], reader: Reader, workers: int, ahead: int, chunk: int = 8) -> Iterator[Read]:
+    """`reader` applied to each record, in order, by `workers` workers that are handed `chunk`
+    records at a time and keep up to `ahead` records read in advance (one worker: in this
+    thread, as they are asked for)."""
     if workers == 1:
         yield from map(reader, records)
         return
-    pool, pending = ThreadPoolExecutor(workers, thread_name_prefix="mosaic-read"), deque()
+    pool, pending = _pool(workers, reader), deque()
+    given = None if isinstance(pool, ProcessPoolExecutor) else reader  # a process has its own
     try:
-        for record in records:
-            pending.append(pool.submit(reader, record))
-            if len(pending) > ahead:
-                yield pending.popleft().result()
+        for some in chunks(records, chunk):
+            pending.append(pool.submit(_read_all, some, given))
+            if len(pending) * chunk > ahead:
+                yield from _result(pending.popleft())
         while pending:
-            yield pending.popleft().result()
+            yield from _result(pending.popleft())
     finally:
         pool.shutdown(cancel_futures=True)
+
+
+def _result(future) -> list[Read]:
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise CollectionError("A reading process ended before its images were read (out of memory?). "
+                              "Run the build again to go on from the last shard written, or with fewer --workers.") from None
+
+
+def _forks() -> bool:
+    """Whether the build reads in forked processes (Linux) rather than in threads."""
+    return sys.platform == "linux"
+
+
+def _pool(workers: int, reader: Reader) -> Executor:
+    if not _forks():
+        return ThreadPoolExecutor(workers, thread_name_prefix="mosaic-read")
+    return ProcessPoolExecutor(workers, multiprocessing.get_context("fork"), initializer=_start_process,
+                               initargs=(reader,))
+
+
+_reader: Reader | None = None  # a reading process's reader, inherited when it is forked
+
+
+def _start_process(reader: Reader) -> None:
+    """Set up a reading process: its reader; one torch thread (the cores are its siblings'); no
+    Ctrl-C of its own (the build stops it); and an end when the build's process ends, killed or not."""
+    global _reader
+    _reader = reader
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _read_all(records: tuple, reader: Reader | None) -> list[Read]:
+    return list(map(reader or _reader, records))
 
 
 def cores() -> int:
@@ -109,7 +166,7 @@ def cores() -> int:
 
 
 def default_workers(encoder) -> int:
-    """Reading threads when none are asked for: one per core for a model on a GPU; one for a model
+    """Reading workers when none are asked for: one per core for a model on a GPU; one for a model
     on the CPU, whose own threads already use every core (more readers do not speed it up)."""
     return cores() if getattr(encoder, "device", "cpu") != "cpu" else 1
 

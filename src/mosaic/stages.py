@@ -61,7 +61,8 @@ def process_batch(images: list[Image.Image], human_texts: list[list[str]], encod
                   captioner: Captioner | None, tag_emb: np.ndarray, prepared: list | None = None) -> dict:
     """The models' columns for one batch: image embeddings, generated captions, the embedding of
     every caption (human first, then generated), which item each caption belongs to and tag scores.
-    `prepared`: the images as `encoder.prepare` made them, when that was done beforehand."""
+    `prepared`: the images as `encoder.prepare` made them, when that was done beforehand (the
+    images are then what the captioner's `prepare` made, or anything when there is no captioner)."""
     image_emb = encoder.encode_images(images if prepared is None else prepared)
     generated = captioner.caption(images) if captioner else [""] * len(images)
     texts, owner, kind = [], [], []

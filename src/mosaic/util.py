@@ -87,3 +87,15 @@ def load_module(cls, path: Path, what: str, upgrade=None):
     except Exception as e:  # noqa: BLE001 - garbage bytes fail inside the unpickler in any way (IndexError too)
         raise SourceError(f"{Path(path).name} is not {what} ({type(e).__name__}).") from None
     return module.eval()
+
+
+def chunks(iterable, size: int):
+    """Lists of `size` consecutive items of an iterable (the last one shorter)."""
+    chunk = []
+    for x in iterable:
+        chunk.append(x)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -39,8 +39,10 @@ class DualEncoder:
         raise NotImplementedError
 
     def prepare(self, image: Image.Image):
-        """What `encode_images` takes for one image, made beforehand (the build's reading threads
-        run it ahead of the model): its preprocessing, or, by default, the image itself."""
+        """What `encode_images` takes for one image, made beforehand by the build's reading workers
+        and sent from them: by default the image itself; better, the first steps of the model's
+        preprocessing (e.g. its crop), smaller than the image and left as they are when
+        `encode_images` repeats them."""
         return image
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
@@ -54,7 +56,12 @@ class Captioner:
     image_side: int | None = None  # as DualEncoder.image_side
 
     def caption(self, images: list[Image.Image]) -> list[str]:
+        """Captions of images, or of what `prepare` made of them."""
         raise NotImplementedError
+
+    def prepare(self, image: Image.Image):
+        """As `DualEncoder.prepare`: what `caption` takes for one image, made beforehand."""
+        return image
 
 
 def normalize(x: np.ndarray) -> np.ndarray:

@@ -54,12 +54,18 @@ class OpenClipEncoder(DualEncoder):
         self.dim = self.model.text_projection.shape[1] if hasattr(self.model, "text_projection") \
             else int(self.encode_texts(["x"]).shape[1])
 
-    def prepare(self, image: Image.Image) -> torch.Tensor:
-        return self.preprocess(image)  # resize, crop, tensor, normalise
+    def prepare(self, image: Image.Image) -> Image.Image:
+        """The preprocessing's steps before its tensor (resize, crop), or the image itself where
+        there is no such step: repeated, they leave it as it is."""
+        steps = self.preprocess.transforms
+        cut = next((i for i, step in enumerate(steps) if type(step).__name__.endswith("ToTensor")), 0)
+        for step in steps[:cut]:
+            image = step(image)
+        return image
 
     @torch.inference_mode()
     def encode_images(self, images: list):
-        batch = torch.stack([self.prepare(im) if isinstance(im, Image.Image) else im for im in images])
+        batch = torch.stack([self.preprocess(im) for im in images])
         return normalize(self.model.encode_image(batch.to(self.device)).float().cpu().numpy())
 
     @torch.inference_mode()

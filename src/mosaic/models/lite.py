@@ -52,6 +52,15 @@ def _remap_checkpoint(ckpt: dict, target: dict) -> dict:
     return out
 
 
+def crop(image: Image.Image) -> Image.Image:
+    """What the classifier sees of an image: scaled to IMAGE_SIZE on its shorter side (bicubic)
+    and cut to the central square; an image already cropped stays as it is."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as F
+
+    return F.center_crop(F.resize(image, IMAGE_SIZE, InterpolationMode.BICUBIC), IMAGE_SIZE)
+
+
 class ImageNetClassifier:
     """EfficientNet-Lite0 with its packaged ImageNet weights; returns class probabilities."""
 
@@ -67,9 +76,7 @@ class ImageNetClassifier:
         self.model.load_state_dict(_remap_checkpoint(ckpt, self.model.state_dict()), strict=True)
         # channels-last makes the depthwise convolutions about 2x faster on CPU, same results
         self.model.to(self.device, memory_format=torch.channels_last).eval()
-        self.transform = T.Compose([
-            T.Resize(IMAGE_SIZE, interpolation=T.InterpolationMode.BICUBIC),
-            T.CenterCrop(IMAGE_SIZE), T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)])
+        self.transform = T.Compose([crop, T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)])
         info = ImageNetInfo()
         # "tabby, tabby cat" -> "tabby": the first name is the common one.
         self.labels = [info.index_to_description(i).split(",")[0].strip() for i in range(info.num_classes())]
@@ -246,6 +253,8 @@ class LiteEncoder(DualEncoder):
     """`lite`: the image-text model made of the two packaged models (see module docstring);
     `lite:<checkpoint>`: the same frozen towers with the projection heads `mosaic train` learnt."""
 
+    prepare = staticmethod(crop)  # the label captioner's too, so the build makes one input for both
+
     def __init__(self, checkpoint: str | None = None, device: str | None = None):
         self.spec = f"lite:{checkpoint}" if checkpoint else "lite"
         self.device = device or default_device()
@@ -298,6 +307,7 @@ class LabelCaptioner(Captioner):
 
     spec = "labels"
     image_side = IMAGE_SIZE
+    prepare = staticmethod(crop)
 
     def __init__(self, device: str | None = None):
         self.classifier = _classifier(device or default_device())
