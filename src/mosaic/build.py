@@ -328,8 +328,6 @@ def _ray_shards(shard_records, config: BuildConfig, workers: int | None):
             yield pickle.loads(row["shard"])
 
 
-
-
 def _diff(old: dict, new: dict) -> str:
     return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new.get(k))
 

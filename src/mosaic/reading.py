@@ -11,6 +11,7 @@ unreadable record comes out with the reason it is skipped.
 from __future__ import annotations
 
 import ctypes
+import gc
 import io
 import multiprocessing
 import os
@@ -104,30 +105,28 @@ def draft_sides(*models) -> tuple[int, int] | None:
 
 def read_records(records: Iterable[Record], reader: Reader, workers: int, ahead: int, chunk: int = 8) -> Iterator[Read]:
     """`reader` applied to each record, in order, by `workers` workers that are handed `chunk`
-    records at a time and keep up to `ahead` records read in advance (one worker: in this
-    thread, as they are asked for)."""
+    records at a time and keep up to `ahead` records read in advance, and at least two chunks
+    each, so that none waits (one worker: in this thread, as they are asked for)."""
     if workers == 1:
         yield from map(reader, records)
         return
+    ahead = max(ahead, 2 * workers * chunk)
+    gc.freeze()  # the objects there are now stay out of the reading processes' collections: shared, not copied
     pool, pending = _pool(workers, reader), deque()
     given = None if isinstance(pool, ProcessPoolExecutor) else reader  # a process has its own
     try:
         for some in chunks(records, chunk):
             pending.append(pool.submit(_read_all, some, given))
             if len(pending) * chunk > ahead:
-                yield from _result(pending.popleft())
+                yield from pending.popleft().result()
         while pending:
-            yield from _result(pending.popleft())
+            yield from pending.popleft().result()
+    except BrokenProcessPool as e:
+        raise CollectionError("A reading process ended before its images were read (out of memory?). "
+                              "Run the build again to go on from the last shard written, or with fewer --workers.") from e
     finally:
         pool.shutdown(cancel_futures=True)
-
-
-def _result(future) -> list[Read]:
-    try:
-        return future.result()
-    except BrokenProcessPool:
-        raise CollectionError("A reading process ended before its images were read (out of memory?). "
-                              "Run the build again to go on from the last shard written, or with fewer --workers.") from None
+        gc.unfreeze()
 
 
 def _forks() -> bool:
