@@ -48,6 +48,9 @@ class OpenClipEncoder(DualEncoder):
         self.model, _, self.preprocess = open_clip.create_model_and_transforms(
             arch, pretrained=pretrained, device=self.device)
         self.model.eval()
+        steps = self.preprocess.transforms  # those before its tensor (resize, crop) are `prepare`'s
+        cut = next((i for i, step in enumerate(steps) if type(step).__name__.endswith("ToTensor")), 0)
+        self.before_tensor = steps[:cut]
         side = getattr(self.model.visual, "image_size", None)  # None: no draft decoding for it
         self.image_side = min(side) if isinstance(side, (tuple, list)) else side
         self.tokenizer = open_clip.get_tokenizer(arch)
@@ -57,9 +60,7 @@ class OpenClipEncoder(DualEncoder):
     def prepare(self, image: Image.Image) -> Image.Image:
         """The preprocessing's steps before its tensor (resize, crop), or the image itself where
         there is no such step: repeated, they leave it as it is."""
-        steps = self.preprocess.transforms
-        cut = next((i for i, step in enumerate(steps) if type(step).__name__.endswith("ToTensor")), 0)
-        for step in steps[:cut]:
+        for step in self.before_tensor:
             image = step(image)
         return image
 
