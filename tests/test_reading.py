@@ -1,5 +1,6 @@
 import io
 import os
+import pickle
 import sys
 import threading
 import time
@@ -14,8 +15,8 @@ from mosaic.build import BuildConfig, build
 from mosaic.collection import Collection
 from mosaic.errors import CollectionError
 from mosaic.models import load_captioner, load_encoder
-from mosaic.reading import THUMB_SIDE, default_workers, draft_sides, read_records
-from mosaic.sources import load_image
+from mosaic.reading import THUMB_SIDE, Read, default_workers, draft_sides, read_records
+from mosaic.sources import Record, load_image
 from mosaic.util import sha256
 
 
@@ -83,6 +84,23 @@ def test_reads_come_in_order_from_several_workers(monkeypatch, forks):
     assert len(workers) == 4 and here not in workers
     assert {pid != here[0] for pid, _ in workers} == {forks}
     assert list(read_records(range(5), read, workers=1, ahead=8)) == [(x * x, here) for x in range(5)]
+
+
+def test_reading_processes_send_the_models_inputs_back_through_shared_memory_unchanged():
+    shared, record = reading._Shared(slots=2, size=100_000), Record("a", "a.jpg")
+    crop, grey = picture("red", "blue", size=100), picture("green", "red", size=90).convert("L")
+    palette, large = crop.convert("P"), picture("blue", "green", size=200)  # no raw pixels; more than the slot holds
+    reads = [Read(record, prepared=crop, captioned=crop), Read(record, prepared=grey, captioned=palette),
+             Read(record, prepared=large), "not a read"]
+    sent = pickle.loads(pickle.dumps(shared.put(reads, slot=1)))  # as a reading process sends them back
+    assert all(isinstance(r.prepared, reading._Pixels) for r in sent[:2]) and sent[0].captioned is sent[0].prepared
+    assert sent[1].prepared.at >= 100_000 and isinstance(sent[2].prepared, Image.Image)
+    got = shared.taken(sent)
+    originals = [(crop, crop), (grey, palette), (large, None)]
+    for r, (prepared, captioned) in zip(got, originals):
+        assert r.prepared.mode == prepared.mode and np.array_equal(np.asarray(r.prepared), np.asarray(prepared))
+        assert captioned is None or np.array_equal(np.asarray(r.captioned), np.asarray(captioned))
+    assert got[0].captioned is got[0].prepared and got[3] == "not a read"
 
 
 def jpeg(size, orientation=None):

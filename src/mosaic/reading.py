@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import io
+import mmap
 import multiprocessing
 import os
 import signal
@@ -33,6 +34,7 @@ from .sources import Record, load_image
 from .util import chunks
 
 THUMB_SIDE = 512  # previews kept in the collection, so it can be shown without its source
+SHARED_PER_RECORD = 1 << 20  # bytes of the models' inputs a reading process sends back per record through shared memory
 
 
 @dataclass
@@ -112,15 +114,16 @@ def read_records(records: Iterable[Record], reader: Reader, workers: int, ahead:
         return
     ahead = max(ahead, 2 * workers * chunk)
     gc.freeze()  # the objects there are now stay out of the reading processes' collections: shared, not copied
-    pool, pending = _pool(workers, reader), deque()
-    given = None if isinstance(pool, ProcessPoolExecutor) else reader  # a process has its own
+    shared = _Shared(ahead // chunk + 1, chunk * SHARED_PER_RECORD) if _forks() else None
+    pool, pending = _pool(workers, reader, shared), deque()
+    given = None if shared else reader  # a process has its own
     try:
-        for some in chunks(records, chunk):
-            pending.append(pool.submit(_read_all, some, given))
-            if len(pending) * chunk > ahead:
-                yield from pending.popleft().result()
+        for i, some in enumerate(chunks(records, chunk)):
+            pending.append(pool.submit(_read_all, some, given, None if shared is None else i % shared.slots))
+            if len(pending) * chunk > ahead:  # so at most `shared.slots` chunks are in flight
+                yield from _received(pending.popleft().result(), shared)
         while pending:
-            yield from pending.popleft().result()
+            yield from _received(pending.popleft().result(), shared)
     except BrokenProcessPool as e:
         raise CollectionError("A reading process ended before its images were read (out of memory?). "
                               "Run the build again to go on from the last shard written, or with fewer --workers.") from e
@@ -134,29 +137,95 @@ def _forks() -> bool:
     return sys.platform == "linux"
 
 
-def _pool(workers: int, reader: Reader) -> Executor:
-    if not _forks():
+def _pool(workers: int, reader: Reader, shared: _Shared | None) -> Executor:
+    if shared is None:
         return ThreadPoolExecutor(workers, thread_name_prefix="mosaic-read")
     return ProcessPoolExecutor(workers, multiprocessing.get_context("fork"), initializer=_start_process,
-                               initargs=(reader,))
+                               initargs=(reader, shared))
 
 
 _reader: Reader | None = None  # a reading process's reader, inherited when it is forked
+_shared: _Shared | None = None  # and the memory it shares with the build
 
 
-def _start_process(reader: Reader) -> None:
-    """Set up a reading process: its reader; one torch thread (the cores are its siblings'); no
-    Ctrl-C of its own (the build stops it); and an end when the build's process ends, killed or not."""
-    global _reader
-    _reader = reader
+def _start_process(reader: Reader, shared: _Shared) -> None:
+    """Set up a reading process: its reader and the memory it sends pixels through; one torch
+    thread (the cores are its siblings'); no Ctrl-C of its own (the build stops it); and an end
+    when the build's process ends, killed or not."""
+    global _reader, _shared
+    _reader, _shared = reader, shared
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _read_all(records: tuple, reader: Reader | None) -> list[Read]:
-    return list(map(reader or _reader, records))
+def _read_all(records: tuple, reader: Reader | None, slot: int | None) -> list[Read]:
+    """The reads of a chunk of records (in a reading process: with their images put in `slot`)."""
+    reads = list(map(reader or _reader, records))
+    return reads if slot is None else _shared.put(reads, slot)
+
+
+def _received(reads: list[Read], shared: _Shared | None) -> list[Read]:
+    return reads if shared is None else shared.taken(reads)
+
+
+@dataclass(frozen=True)
+class _Pixels:
+    """Where a reading process put an image in the shared memory."""
+
+    at: int
+    mode: str
+    size: tuple[int, int]
+    length: int
+
+
+class _Shared:
+    """Memory that the reading processes share with the build (mapped before they fork), through
+    which they send back the models' inputs as raw pixels: pickling them costs both sides more
+    than the copy. A slot of `size` bytes per chunk in flight, used in turn; an input that is not
+    an RGB or grey image, or that no longer fits its chunk's slot, is pickled as before."""
+
+    def __init__(self, slots: int, size: int):
+        self.slots, self.size = slots, size
+        self.memory = mmap.mmap(-1, slots * size)
+
+    def put(self, reads: list[Read], slot: int) -> list[Read]:
+        """In a reading process: `reads` with their images written into `slot` (each input once,
+        when the encoder and the captioner share it)."""
+        at, end = slot * self.size, (slot + 1) * self.size
+
+        def place(image):
+            nonlocal at
+            if not isinstance(image, Image.Image) or image.mode not in ("RGB", "L"):
+                return image
+            data = image.tobytes()
+            if at + len(data) > end:
+                return image
+            self.memory[at:at + len(data)] = data
+            at += len(data)
+            return _Pixels(at - len(data), image.mode, image.size, len(data))
+
+        return _each_input(reads, place)
+
+    def taken(self, reads: list[Read]) -> list[Read]:
+        """In the build: `reads` with their images copied out of the shared memory (their slot is
+        free again)."""
+        def take(pixels):
+            if not isinstance(pixels, _Pixels):
+                return pixels
+            return Image.frombytes(pixels.mode, pixels.size, self.memory[pixels.at:pixels.at + pixels.length])
+
+        return _each_input(reads, take)
+
+
+def _each_input(reads: list[Read], change: Callable) -> list[Read]:
+    """`reads` with `change` applied to their models' inputs, once to an input both models share."""
+    for r in (r for r in reads if isinstance(r, Read)):
+        same = r.captioned is r.prepared
+        r.prepared = change(r.prepared)
+        r.captioned = r.prepared if same else change(r.captioned)
+    return reads
 
 
 def cores() -> int:
