@@ -15,8 +15,8 @@ from mosaic.build import BuildConfig, build
 from mosaic.collection import Collection
 from mosaic.errors import CollectionError
 from mosaic.models import load_captioner, load_encoder
-from mosaic.reading import THUMB_SIDE, Read, default_workers, draft_sides, read_records
-from mosaic.sources import Record, load_image
+from mosaic.reading import THUMB_SIDE, Read, Reader, default_workers, draft_sides, read_records
+from mosaic.sources import MAX_PIXELS, Record, load_image
 from mosaic.util import sha256
 
 
@@ -101,6 +101,15 @@ def test_reading_processes_send_the_models_inputs_back_through_shared_memory_unc
         assert r.prepared.mode == prepared.mode and np.array_equal(np.asarray(r.prepared), np.asarray(prepared))
         assert captioned is None or np.array_equal(np.asarray(r.captioned), np.asarray(captioned))
     assert got[0].captioned is got[0].prepared and got[3] == "not a read"
+
+
+@pytest.mark.parametrize("forks", [True, False], ids=["processes", "threads"])
+def test_the_build_keeps_its_records_a_decoded_image_is_not_sent_back(monkeypatch, forks):
+    monkeypatch.setattr(reading, "_forks", lambda: forks)
+    records = [Record(f"{i}", picture("red", "blue", size=40 + i)) for i in range(30)]  # as a Hub dataset's
+    reads = list(read_records(records, Reader(MAX_PIXELS, None, lambda im: im.resize((32, 32))), workers=2, ahead=8))
+    assert all(r.record is record for r, record in zip(reads, records)) and len(reads) == 30
+    assert [r.prepared.size for r in reads] == [(32, 32)] * 30 and not any(r.skipped for r in reads)
 
 
 def jpeg(size, orientation=None):

@@ -20,7 +20,7 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,11 +119,11 @@ def read_records(records: Iterable[Record], reader: Reader, workers: int, ahead:
     given = None if shared else reader  # a process has its own
     try:
         for i, some in enumerate(chunks(records, chunk)):
-            pending.append(pool.submit(_read_all, some, given, None if shared is None else i % shared.slots))
+            pending.append((some, pool.submit(_read_all, some, given, None if shared is None else i % shared.slots)))
             if len(pending) * chunk > ahead:  # so at most `shared.slots` chunks are in flight
-                yield from _received(pending.popleft().result(), shared)
+                yield from _received(*pending.popleft(), shared)
         while pending:
-            yield from _received(pending.popleft().result(), shared)
+            yield from _received(*pending.popleft(), shared)
     except BrokenProcessPool as e:
         raise CollectionError("A reading process ended before its images were read (out of memory?). "
                               "Run the build again to go on from the last shard written, or with fewer --workers.") from e
@@ -161,12 +161,20 @@ def _start_process(reader: Reader, shared: _Shared) -> None:
 
 
 def _read_all(records: tuple, reader: Reader | None, slot: int | None) -> list[Read]:
-    """The reads of a chunk of records (in a reading process: with their images put in `slot`)."""
+    """The reads of a chunk of records, without the records (the build has them: a record may
+    hold a decoded image); in a reading process, with their images put in `slot`."""
     reads = list(map(reader or _reader, records))
+    for r in (r for r in reads if isinstance(r, Read)):
+        r.record = None
     return reads if slot is None else _shared.put(reads, slot)
 
 
-def _received(reads: list[Read], shared: _Shared | None) -> list[Read]:
+def _received(records: tuple, done: Future, shared: _Shared | None) -> list[Read]:
+    """A chunk's reads as the build takes them: with their records, their images out of the shared memory."""
+    reads = done.result()
+    for record, r in zip(records, reads):
+        if isinstance(r, Read):
+            r.record = record
     return reads if shared is None else shared.taken(reads)
 
 
