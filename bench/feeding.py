@@ -9,8 +9,9 @@ applies), read by processes (the build on Linux) and by threads (elsewhere), and
 enlarged to 2000 px on the longer side (as from a camera; JPEG q90), read with draft decoding and
 without. Each build runs in a process of its own; every set's builds run back to back, in turn
 forwards and backwards, once per round.
-Prints the fastest round's images/s of the whole build and of its records alone as the build
-reports them (without the index it builds at the end, in one thread) and, per worker count up to
+Prints the fastest round's images/s of the feeding pipeline as the build reports it (read, model,
+write: not the model's loading, nor the index it builds at the end in one thread) and of the whole
+build, and, per worker count up to
 the cores, the median over the rounds of the ratio to perfect scaling (images/s over workers x
 the same round's one-worker images/s: a machine shared with other work changes speed from one
 minute to the next, so only builds close in time are compared), with the cores the build
@@ -90,7 +91,8 @@ def enlarged(records, folder: Path) -> Path:
 
 
 class BuildRate(logging.Handler):
-    """The images/s a build reports for its records (read, model, write; not its index)."""
+    """The images/s a build reports for its records (read, model, write; not the model's loading
+    nor its index)."""
 
     def emit(self, record):
         if record.msg.startswith("built "):
@@ -269,10 +271,10 @@ def report(runs: dict, cores: int) -> list[dict]:
                 row[key] = round(float(np.median(ratios)), 3)
                 row[key + "_range"] = [round(min(ratios), 3), round(max(ratios), 3)]
         rows.append(row)
-        scaling = (f"{row['vs_linear']:.2f} x linear ({row['records_vs_linear']:.2f} without the index; rounds "
-                   f"{row['records_vs_linear_range'][0]:.2f}-{row['records_vs_linear_range'][1]:.2f})"
+        scaling = (f"{row['records_vs_linear']:.2f} x linear (rounds {row['records_vs_linear_range'][0]:.2f}-"
+                   f"{row['records_vs_linear_range'][1]:.2f}; the whole build {row['vs_linear']:.2f} x)"
                    if "vs_linear" in row else f"(more workers than the {cores} cores)")
-        print(f"{name:>18} {w} workers: {rate:6.1f} images/s ({stage:6.1f} without the index) {scaling:>56}  "
+        print(f"{name:>18} {w} workers: {stage:6.1f} images/s {scaling:>50}; the whole build {rate:6.1f} images/s, "
               f"{used:.2f} cores, {row['images_per_cpu_s']:.1f} images per CPU second")
     return rows
 

@@ -108,7 +108,7 @@ def test_ctrl_c_stops_a_build_in_one_line_and_it_goes_on_when_run_again(tmp_path
     proc = started(cmd, out / "manifest.json", shards=1)
     os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the command and its reading processes
     printed, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "Traceback" not in printed
+    assert proc.returncode == 130 and "Traceback" not in printed, printed[-3000:]
     assert printed.strip().splitlines()[-1].startswith("stopped (a build, update or training run again goes on")
     assert left_in_session(proc) == []
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
