@@ -11,11 +11,10 @@ without. Each build runs in a process of its own; every set's builds run back to
 forwards and backwards, once per round.
 Prints the fastest round's images/s of the feeding pipeline as the build reports it (read, model,
 write: not the model's loading, nor the index it builds at the end in one thread) and of the whole
-build, and, per worker count up to
-the cores, the median over the rounds of the ratio to perfect scaling (images/s over workers x
-the same round's one-worker images/s: a machine shared with other work changes speed from one
-minute to the next, so only builds close in time are compared), with the cores the build
-got (its and its reading processes' CPU seconds over its wall seconds: on a machine busy with
+build, and, per worker count up to the cores, the median over the rounds of the ratio to perfect
+scaling (images/s over workers x the same round's one-worker images/s: a machine shared with
+other work changes speed from one minute to the next, so only builds close in time are
+compared), with the cores the build got (its and its reading processes' CPU seconds over its wall seconds: on a machine busy with
 other work, the scheduler's share caps it, and the ratio with it) and its images per CPU second;
 then, with the real offline model on the large photos, the cosine of each image's embedding with
 draft vs full decoding and the caption -> image recall@5 of both; and the build's reader alone
