@@ -103,7 +103,10 @@ def test_killed_build_resumes_to_the_same_collection(tmp_path, flickr_dir, caplo
 
 def test_ctrl_c_stops_a_build_in_one_line_and_it_goes_on_when_run_again(tmp_path, flickr_dir):
     out = tmp_path / "c"
-    cmd = [sys.executable, "-m", "mosaic", "build", "captions", str(flickr_dir), "--limit", "160", "--workers", "2",
+    # started as a terminal's shell starts it, with Ctrl-C neither ignored nor blocked, whatever the test run's own state
+    shell = ("import signal, sys; signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT]); "
+             "signal.signal(signal.SIGINT, signal.default_int_handler); from mosaic.cli import main; main(sys.argv[1:])")
+    cmd = [sys.executable, "-c", shell, "build", "captions", str(flickr_dir), "--limit", "160", "--workers", "2",
            "--shard-size", "32", "--model", "lite", "--captioner", "none", "--out", str(out), "--quiet"]
     proc = started(cmd, out / "manifest.json", shards=1)
     os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the command and its reading processes
